@@ -1,0 +1,437 @@
+"""Zoom and unzoom: LZU's resampling of images and feature maps (§4, Figure 3).
+
+Geometry of padded batches. A zoomed image of ``img_shape = (h_img, w_img)``
+pixels may be padded at the bottom/right to ``pad_shape = (H_pad, W_pad)``
+before the backbone (e.g. ``size_divisor=32``). A feature map of ``hf x wf``
+cells then has strides ``(H_pad / hf, W_pad / wf)`` and cell ``(i, j)`` sits at
+image pixel ``(i * stride_y, j * stride_x)``. The warp's normalised
+coordinates refer to the *valid* image only: ``-1`` / ``+1`` are the centres
+of its first / last pixel (``align_corners=True``). Unzoom therefore fills the
+valid cells from valid cells only, and the padding cells with the padding
+cells at the same place (the identity there, as for any warp whose border
+maps to the border); with a uniform saliency unzoom is the identity.
+"""
+from collections import OrderedDict
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._validate import check_batch, check_grid, check_saliency, check_shape_2d, check_valid_shapes
+from .grid import _upsample_grid, saliency_to_grid
+from .invert import _check_monotone, invert_lattice
+
+Features = Union[Tensor, Sequence[Tensor]]
+
+#: Value written to sampling coordinates that must read zeros (outside the valid region).
+_OUTSIDE = -4.0
+
+
+def _valid_to_full(g: Tensor, valid: Tensor, full: int, stride: float = 1.0) -> Tensor:
+    """Map normalised coordinates over a valid extent to normalised coordinates over the full map.
+
+    ``g`` is ``[B, ...]`` normalised over the valid image (``valid``: ``[B]``
+    pixels); the map has ``full`` cells of ``stride`` image pixels each.
+    """
+    shape = (-1, ) + (1, ) * (g.dim() - 1)
+    pix = (g + 1) * 0.5 * (valid - 1).clamp_min(0).view(shape) / stride  # cell units
+    return pix * (2.0 / max(full - 1, 1)) - 1
+
+
+def zoom(images: Tensor,
+         grid: Tensor,
+         out_shape: Sequence[int],
+         img_shapes=None,
+         out_img_shapes=None,
+         mode: str = 'bilinear') -> Tensor:
+    """Zoom images with an LZ grid (LZU §3, the saliency-guided downsampler).
+
+    Output pixel ``(i, j)`` samples the input at the bilinearly upsampled grid
+    value (:func:`~lzu_mm.ops.upsample_grid`), ``grid_sample`` with
+    ``align_corners=True``. With a uniform saliency this is exactly a bilinear
+    resize with ``align_corners=True``.
+
+    Args:
+        images: ``[B, C, H, W]`` images (or any maps), possibly padded.
+        grid: ``[B, h, w, 2]`` or ``[1, h, w, 2]`` normalised ``(x, y)`` grid
+            from :func:`~lzu_mm.ops.saliency_to_grid`.
+        out_shape: ``(H_out, W_out)`` size of the zoomed batch in pixels.
+        img_shapes: optional valid ``(h, w)`` per input image (one pair or
+            ``B`` pairs, pixels) when ``images`` are padded at the bottom/right;
+            the grid's ``[-1, 1]`` then spans the valid region only. Default:
+            the whole tensor is valid.
+        out_img_shapes: optional valid ``(h, w)`` per output image: each image
+            is zoomed into the top-left ``out_img_shapes[b]`` of the output and
+            the rest is zero (zooming a padded batch in place, for example).
+            Default: the whole ``out_shape``.
+        mode: ``grid_sample`` interpolation, ``'bilinear'`` or ``'nearest'``.
+
+    Returns:
+        ``[B, C, H_out, W_out]`` zoomed images, same dtype and device.
+
+    Raises:
+        ValueError: malformed ``images``/``grid``, mismatched batch sizes, bad
+            ``out_shape``, ``img_shapes`` or ``out_img_shapes``.
+    """
+    check_grid(grid)
+    check_batch(images, grid, 'images', '[B, C, H, W]')
+    out_shape = check_shape_2d(out_shape, 'out_shape')
+    bsz = images.shape[0]
+    grid = grid.to(images.dtype)
+    if out_img_shapes is None:
+        up = _upsample_grid(grid, out_shape).expand(bsz, -1, -1, -1)
+    else:
+        valid_out = check_valid_shapes(out_img_shapes, bsz, out_shape, 'out_img_shapes').to(images.device,
+                                                                                            images.dtype)
+        qy = _queries(out_shape[0], 1.0, valid_out[:, 0])
+        qx = _queries(out_shape[1], 1.0, valid_out[:, 1])
+        where = torch.stack([qx[:, None, :].expand(bsz, *out_shape), qy[:, :, None].expand(bsz, *out_shape)], -1)
+        up = F.grid_sample(grid.permute(0, 3, 1, 2).expand(bsz, -1, -1, -1), where, mode='bilinear',
+                           padding_mode='border', align_corners=True).permute(0, 2, 3, 1)
+        inside = ((qx.abs() <= 1 + 1e-6)[:, None, :] & (qy.abs() <= 1 + 1e-6)[:, :, None])[..., None]
+    if img_shapes is not None:
+        valid = check_valid_shapes(img_shapes, bsz, images.shape[-2:], 'img_shapes').to(images.device, images.dtype)
+        up = torch.stack([_valid_to_full(up[..., 0], valid[:, 1], images.shape[-1]),
+                          _valid_to_full(up[..., 1], valid[:, 0], images.shape[-2])], -1)
+    if out_img_shapes is not None:
+        up = torch.where(inside, up, torch.full_like(up, _OUTSIDE))
+    return F.grid_sample(images, up, mode=mode, padding_mode='zeros', align_corners=True)
+
+
+def _level_strides(feat_shape, pad_shape) -> Tuple[float, float]:
+    return pad_shape[0] / feat_shape[0], pad_shape[1] / feat_shape[1]
+
+
+def _queries(n: int, stride: float, valid: Tensor) -> Tensor:
+    """Normalised (valid-image) coordinates ``[B, n]`` of ``n`` cells of ``stride`` pixels."""
+    idx = torch.arange(n, device=valid.device, dtype=valid.dtype)
+    return 2 * idx[None] * stride / (valid[:, None] - 1).clamp_min(1) - 1
+
+
+def _lattice2d(qx: Tensor, qy: Tensor) -> Tensor:
+    bsz = qx.shape[0]
+    return torch.stack([qx[:, None, :].expand(bsz, qy.shape[1], qx.shape[1]),
+                        qy[:, :, None].expand(bsz, qy.shape[1], qx.shape[1])], -1)
+
+
+def unzoom_positions(grid: Tensor,
+                     feat_shapes: Sequence[Tuple[int, int]],
+                     img_shapes=None,
+                     pad_shape: Optional[Sequence[int]] = None,
+                     separable: bool = True,
+                     exact_per_level: bool = False,
+                     clamp: bool = False) -> List[Tensor]:
+    """Where each cell of each unzoomed feature level reads the zoomed features (LZU §4.1-4.2).
+
+    The inverse of the piecewise-bilinear warp is computed once at the finest
+    level and bilinearly resampled for the coarser ones (§4.2), or exactly
+    for every level with ``exact_per_level=True``. Batch padding is exact (see
+    the module docstring): cells of the valid region read valid cells only;
+    cells of the padding read the padding cell at the same place (the
+    identity), so with a uniform saliency unzoom is the identity everywhere.
+    Computed in float64 in cell units, so the identity is exact to float
+    rounding of the features.
+
+    Args:
+        grid: ``[B, h, w, 2]`` (or ``[1, h, w, 2]``) normalised LZ grid.
+        feat_shapes: ``(hf, wf)`` of each feature level, any order.
+        img_shapes: valid zoomed-image ``(h_img, w_img)`` in pixels, one pair
+            or one per batch element. Default: ``pad_shape`` (no padding).
+        pad_shape: ``(H_pad, W_pad)`` of the batch tensor fed to the backbone,
+            pixels. Default: ``img_shapes`` if it is one pair, else each level
+            is taken as fully valid.
+        separable: invert separably (exact for separable grids) or with the
+            full piecewise-bilinear inversion.
+        exact_per_level: invert at every level instead of resampling the
+            finest level's inverse.
+        clamp: clamp points no tile covers onto the border of the valid region
+            instead of reading zeros there.
+
+    Returns:
+        One ``[B, hf, wf, 2]`` float64 tensor per level, in the order of
+        ``feat_shapes``: the ``(x, y)`` position, in cells of that level
+        (``0 .. wf-1``), that :func:`sample_bilinear` reads for each output
+        cell. Positions outside the map read zeros.
+
+    Raises:
+        ValueError: malformed ``grid``, ``feat_shapes``, ``img_shapes`` or
+            ``pad_shape``, or mismatched batch sizes.
+    """
+    check_grid(grid)
+    _check_monotone(grid, separable)
+    feat_shapes = [check_shape_2d(s, 'feat_shapes[%d]' % k) for k, s in enumerate(feat_shapes)]
+    g = grid.to(torch.float64)
+    if img_shapes is None and pad_shape is None:
+        bsz = grid.shape[0]
+        # each level fully valid: a map of n cells has valid extent n pixels at stride 1
+        valid = None
+    else:
+        if pad_shape is None:
+            pad_shape = check_shape_2d(img_shapes, 'img_shapes')
+        pad_shape = check_shape_2d(pad_shape, 'pad_shape')
+        n_shapes = 1 if img_shapes is None else len(_as_list(img_shapes))
+        valid = check_valid_shapes(pad_shape if img_shapes is None else img_shapes, max(grid.shape[0], n_shapes),
+                                   pad_shape, 'img_shapes').to(grid.device, torch.float64)
+        bsz = valid.shape[0]
+        if grid.shape[0] not in (1, bsz):
+            raise ValueError(f'img_shapes gives {bsz} images but grid has batch size {grid.shape[0]}')
+    g = g.expand(bsz, -1, -1, -1)
+
+    def geometry(shape):
+        """(qx [B, wf], qy [B, hf], valid size in cells [B, 2] as (h, w))."""
+        hf, wf = shape
+        if valid is None:
+            cells = g.new_tensor([[hf, wf]]).expand(bsz, 2)
+            return _queries(wf, 1.0, cells[:, 1]), _queries(hf, 1.0, cells[:, 0]), cells
+        sy, sx = _level_strides(shape, pad_shape)
+        # valid extent in cells: (size - 1) / stride + 1, so that normalised +1 is the last valid pixel
+        cells = torch.stack([(valid[:, 0] - 1) / sy + 1, (valid[:, 1] - 1) / sx + 1], -1)
+        return _queries(wf, sx, valid[:, 1]), _queries(hf, sy, valid[:, 0]), cells
+
+    def to_cells(inv, qx, qy, cells):
+        """Normalised warped positions -> cell positions; identity outside the valid region."""
+        bsz_, hf, wf = inv.shape[:3]
+        if clamp:
+            inv = inv.clamp(-1, 1)
+        pos = (inv + 1) * 0.5 * (cells[:, None, None, [1, 0]] - 1)
+        inside = ((qx.abs() <= 1 + 1e-9)[:, None, :] & (qy.abs() <= 1 + 1e-9)[:, :, None])[..., None]
+        ident = _lattice2d(torch.arange(wf, device=g.device, dtype=g.dtype).expand(bsz_, wf),
+                           torch.arange(hf, device=g.device, dtype=g.dtype).expand(bsz_, hf))
+        return torch.where(inside, pos, ident)
+
+    if exact_per_level or len(feat_shapes) == 1:
+        out = []
+        for shape in feat_shapes:
+            qx, qy, cells = geometry(shape)
+            out.append(to_cells(invert_lattice(g, qx, qy, separable), qx, qy, cells))
+        return out
+
+    finest = max(feat_shapes, key=lambda s: s[0] * s[1])
+    qx0, qy0, _ = geometry(finest)
+    inv0 = invert_lattice(g, qx0, qy0, separable)  # [B, hf0, wf0, 2] normalised warped positions
+    out = []
+    for shape in feat_shapes:
+        qx, qy, cells = geometry(shape)
+        if shape == finest:
+            inv = inv0
+        else:
+            # output cell k sits at the same image point as finest-level cell k * stride / stride0,
+            # i.e. where the finest level's query equals this level's query
+            fx = (qx + 1) / (qx0[:, 1:2] - qx0[:, :1]) if qx0.shape[1] > 1 else qx * 0
+            fy = (qy + 1) / (qy0[:, 1:2] - qy0[:, :1]) if qy0.shape[1] > 1 else qy * 0
+            where = _lattice2d(fx * 2 / max(finest[1] - 1, 1) - 1, fy * 2 / max(finest[0] - 1, 1) - 1)
+            inv = F.grid_sample(inv0.permute(0, 3, 1, 2), where, mode='bilinear', padding_mode='border',
+                                align_corners=True).permute(0, 2, 3, 1)
+        out.append(to_cells(inv, qx, qy, cells))
+    return out
+
+
+def sample_bilinear(features: Tensor, positions: Tensor) -> Tensor:
+    """Bilinear sampling at positions given in cells, zero outside the map.
+
+    Equivalent to ``grid_sample(..., align_corners=True, padding_mode='zeros')``
+    but takes ``(x, y)`` positions in cell units (float64 allowed), so integer
+    positions read cells exactly. Differentiable with respect to
+    ``features`` and ``positions``.
+
+    Args:
+        features: ``[B, C, H, W]``.
+        positions: ``[B, Ho, Wo, 2]`` (or ``[1, Ho, Wo, 2]``) ``(x, y)`` in
+            cells, ``0 .. W-1`` / ``0 .. H-1`` inside the map.
+
+    Returns:
+        ``[B, C, Ho, Wo]`` in the dtype of ``features``.
+    """
+    bsz, ch, h, w = features.shape
+    pos = positions.expand(bsz, -1, -1, -1)
+    ho, wo = pos.shape[1:3]
+    x, y = pos[..., 0], pos[..., 1]
+    x0, y0 = x.detach().floor(), y.detach().floor()
+    wx1, wy1 = x - x0, y - y0
+    flat = features.reshape(bsz, ch, h * w)
+    out = features.new_zeros(bsz, ch, ho * wo)
+    for dy, wy in ((0, 1 - wy1), (1, wy1)):
+        for dx, wx in ((0, 1 - wx1), (1, wx1)):
+            xi, yi = x0 + dx, y0 + dy
+            ok = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+            idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long().reshape(bsz, 1, ho * wo)
+            weight = (wx * wy * ok).to(features.dtype).reshape(bsz, 1, ho * wo)
+            out = out + flat.gather(2, idx.expand(bsz, ch, ho * wo)) * weight
+    return out.view(bsz, ch, ho, wo)
+
+
+def apply_unzoom(features: Features, positions: Sequence[Tensor]) -> Features:
+    """Resample feature maps at precomputed unzoom positions (from :func:`unzoom_positions`)."""
+    single = isinstance(features, Tensor)
+    feats = [features] if single else list(features)
+    out = [sample_bilinear(f, p) for f, p in zip(feats, positions)]
+    if single:
+        return out[0]
+    return tuple(out) if isinstance(features, tuple) else out
+
+
+def unzoom(features: Features,
+           grid: Tensor,
+           img_shapes=None,
+           pad_shape: Optional[Sequence[int]] = None,
+           separable: bool = True,
+           exact_per_level: bool = False,
+           clamp: bool = False) -> Features:
+    """Unzoom feature maps computed on a zoomed image (LZU §4, Figure 3).
+
+    Each map is resampled with the inverse of the piecewise-bilinear warp, so
+    cell ``(i, j)`` holds the feature of the zoomed image at the point that the
+    warp sent to un-warped pixel ``(i * stride_y, j * stride_x)``. Heads,
+    losses and labels then work in un-warped coordinates. Batch padding is
+    exact (see the module docstring); with a uniform saliency unzoom is the
+    identity.
+
+    Args:
+        features: ``[B, C, hf, wf]`` map, or a list/tuple of them (FPN levels).
+        grid: ``[B, h, w, 2]`` or ``[1, h, w, 2]`` normalised LZ grid of the zoom.
+        img_shapes, pad_shape, separable, exact_per_level, clamp: see
+            :func:`unzoom_positions`.
+
+    Returns:
+        The unzoomed maps, same structure, shapes, dtype and device.
+
+    Raises:
+        ValueError: malformed ``grid``/``features``, mismatched batch sizes,
+            bad ``img_shapes``/``pad_shape``.
+    """
+    check_grid(grid)
+    feats = [features] if isinstance(features, Tensor) else list(features)
+    if not feats:
+        raise ValueError('features must be a [B, C, h, w] tensor or a non-empty list of them, got an empty list')
+    for k, f in enumerate(feats):
+        check_batch(f, grid, f'features[{k}]', '[B, C, h, w]')
+        if f.shape[0] != feats[0].shape[0]:
+            raise ValueError(f'features[{k}] has batch size {f.shape[0]}, features[0] has {feats[0].shape[0]}')
+    if img_shapes is None and grid.shape[0] == 1 and feats[0].shape[0] > 1:
+        grid = grid.expand(feats[0].shape[0], -1, -1, -1)
+    positions = unzoom_positions(grid, [f.shape[-2:] for f in feats], img_shapes, pad_shape, separable,
+                                 exact_per_level, clamp)
+    return apply_unzoom(features, positions)
+
+
+def _as_list(shapes):
+    if isinstance(shapes, Tensor):
+        return list(shapes.reshape(-1, 2))
+    seq = list(shapes)
+    if len(seq) == 2 and all(isinstance(v, (int, float)) for v in seq):
+        return [seq]
+    return seq
+
+
+class LZWarp(nn.Module):
+    """A fixed (dataset-wide) LZ warp with cached forward and inverse grids.
+
+    Holds one fixed saliency map and the LZ hyper-parameters. The forward grid
+    is computed once per (device, dtype); the unzoom grids once per (feature
+    shapes, image and pad shapes, device, dtype). A new shape, device or dtype
+    gets its own entry, so a grid is never reused stale; the cache is bounded
+    (least recently used entries are dropped).
+
+    Args:
+        saliency: ``[1, 1, h, w]`` (or ``[h, w]``) non-negative saliency.
+        separable: separable LZ grid and inversion (FOVEA).
+        attraction_fwhm: attraction kernel FWHM in grid cells.
+        anti_crop: reflect-pad the saliency (FOVEA's anti-crop).
+        exact_per_level: unzoom each level with its own exact inverse instead
+            of resampling the finest level's (paper §4.2).
+        clamp: border instead of zero padding where no tile covers a point.
+        cache_size: maximum number of cached unzoom grid sets.
+
+    Raises:
+        ValueError: invalid saliency (see :func:`saliency_to_grid`).
+    """
+
+    def __init__(self,
+                 saliency: Tensor,
+                 separable: bool = True,
+                 attraction_fwhm: float = 13.,
+                 anti_crop: bool = True,
+                 exact_per_level: bool = False,
+                 clamp: bool = False,
+                 cache_size: int = 32):
+        super().__init__()
+        if isinstance(saliency, Tensor) and saliency.dim() == 2:
+            saliency = saliency[None, None]
+        check_saliency(saliency)
+        if saliency.shape[0] != 1:
+            raise ValueError(f'saliency of a fixed warp must be [1, 1, h, w], got {tuple(saliency.shape)}')
+        self.register_buffer('saliency', saliency.detach().clone().float(), persistent=False)
+        self.separable = separable
+        self.attraction_fwhm = attraction_fwhm
+        self.anti_crop = anti_crop
+        self.exact_per_level = exact_per_level
+        self.clamp = clamp
+        self.cache_size = cache_size
+        # validate the hyper-parameters now, not at the first forward
+        saliency_to_grid(self.saliency, separable, attraction_fwhm, anti_crop)
+        self._fixed_grid: Optional[Tensor] = None
+        self._cache: 'OrderedDict[tuple, object]' = OrderedDict()
+
+    @classmethod
+    def from_grid(cls, grid: Tensor, separable: bool = True, **kwargs) -> 'LZWarp':
+        """A cached warp around a precomputed ``[1, h, w, 2]`` LZ grid (e.g. one recorded by a pipeline zoom)."""
+        check_grid(grid)
+        if grid.shape[0] != 1:
+            raise ValueError(f'grid of a fixed warp must be [1, h, w, 2], got {tuple(grid.shape)}')
+        _check_monotone(grid, separable)
+        warp = cls(torch.ones(1, 1, *grid.shape[1:3]), separable=separable, **kwargs)
+        warp._fixed_grid = grid.detach().to('cpu', torch.float32).clone()
+        return warp
+
+    @property
+    def grid_shape(self) -> Tuple[int, int]:
+        """``(h, w)`` of the saliency map and LZ grid."""
+        return tuple(self.saliency.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return (f'grid_shape={self.grid_shape}, separable={self.separable}, '
+                f'attraction_fwhm={self.attraction_fwhm}, anti_crop={self.anti_crop}')
+
+    def _cached(self, key, make):
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = make()
+        self._cache[key] = value
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return value
+
+    @torch.no_grad()
+    def grid(self, device=None, dtype=torch.float32) -> Tensor:
+        """The ``[1, h, w, 2]`` LZ grid on ``device`` in ``dtype`` (cached; computed in float64)."""
+        device = torch.device(device) if device is not None else self.saliency.device
+        def make():
+            if self._fixed_grid is not None:
+                return self._fixed_grid.to(device, dtype)
+            return saliency_to_grid(self.saliency.to(device, torch.float64), self.separable, self.attraction_fwhm,
+                                    self.anti_crop).to(dtype)
+
+        return self._cached(('grid', device, dtype), make)
+
+    def zoom(self, images: Tensor, out_shape: Sequence[int], img_shapes=None, out_img_shapes=None) -> Tensor:
+        """Zoom ``[B, C, H, W]`` images to ``out_shape`` (see :func:`zoom`)."""
+        return zoom(images, self.grid(images.device, images.dtype), out_shape, img_shapes, out_img_shapes)
+
+    def unzoom_positions(self, feat_shapes, img_shapes=None, pad_shape=None, device=None) -> List[Tensor]:
+        """Cached :func:`unzoom_positions` for this warp (float64, on ``device``)."""
+        device = torch.device(device) if device is not None else self.saliency.device
+        shapes_key = None if img_shapes is None else tuple(tuple(float(v) for v in s) for s in _as_list(img_shapes))
+        key = ('unzoom', tuple(tuple(int(v) for v in s) for s in feat_shapes), shapes_key,
+               None if pad_shape is None else tuple(int(v) for v in pad_shape), device)
+        with torch.no_grad():
+            return self._cached(key, lambda: unzoom_positions(
+                self.grid(device, torch.float64), feat_shapes, img_shapes, pad_shape, self.separable,
+                self.exact_per_level, self.clamp))
+
+    def unzoom(self, features: Features, img_shapes=None, pad_shape=None) -> Features:
+        """Unzoom ``features`` zoomed by this warp (see :func:`unzoom`)."""
+        feats = [features] if isinstance(features, Tensor) else list(features)
+        positions = self.unzoom_positions([f.shape[-2:] for f in feats], img_shapes, pad_shape, feats[0].device)
+        return apply_unzoom(features, positions)
