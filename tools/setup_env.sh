@@ -20,14 +20,16 @@ fi
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check "$@"; }
 
 pip_install -q --upgrade "pip<25"
-pip_install -q -r requirements/build.txt
-pip_install -q "$TORCH_SPEC"
+pip_install -q $TORCH_SPEC
+# after torch: torch pulls in a recent setuptools, mmcv's setup.py needs pkg_resources
+pip_install -q -c requirements/constraints.txt -r requirements/build.txt
 # mmcv 2.1.0 with compiled ops, built against the torch above (cached wheel after first build).
 if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '2.1.0')" 2>/dev/null; then
   echo "[setup] installing mmcv 2.1.0 from source (first run compiles for ~8 minutes)"
-  MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} pip_install --no-build-isolation "mmcv==2.1.0"
+  MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} pip_install --no-build-isolation -c requirements/constraints.txt "mmcv==2.1.0"
 fi
-pip_install -q -r requirements/runtime.txt -r requirements/mminstall.txt -r requirements/tests.txt "$TORCH_SPEC"
+pip_install -q -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/mminstall.txt \
+  -r requirements/tests.txt
 pip_install -q --no-build-isolation --no-deps -e .
 "$VENV/bin/python" - <<'PY'
 import torch, mmengine, mmcv, mmcv.ops, mmdet, mmseg, mmdet3d, lzu_mm

@@ -108,6 +108,30 @@ def _corners(flat_grid: Tensor, base: Tensor, w: int):
     return flat_grid[base], flat_grid[base + 1], flat_grid[base + w + 1], flat_grid[base + w]
 
 
+def _search_all_tiles(flat_grid, flat_q, idx, batch_base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
+    """Fallback point location for points the walk did not place: test them against every tile.
+
+    Updates ``tx, ty, s_all, t_all, covered`` in place at ``idx`` (1-D point indices).
+    Vectorised over (point, tile) pairs in chunks of at most ``chunk`` pairs.
+    """
+    tiles = torch.arange((h - 1) * (w - 1), device=flat_grid.device)
+    tile_y, tile_x = tiles // (w - 1), tiles % (w - 1)
+    per_chunk = max(1, chunk // tiles.numel())
+    for part in idx.split(per_chunk):
+        m, n_t = part.numel(), tiles.numel()
+        base = (batch_base[part][:, None] + tile_y[None] * w + tile_x[None]).reshape(-1)
+        q = flat_q[part][:, None].expand(m, n_t, 2).reshape(-1, 2)
+        s, t = _solve_bilinear(q, *_corners(flat_grid, base, w))
+        inside = ((s >= -_EDGE_TOL) & (s <= 1 + _EDGE_TOL) & (t >= -_EDGE_TOL) & (t <= 1 + _EDGE_TOL)).view(m, n_t)
+        found = inside.any(1)
+        first = inside.float().argmax(1)
+        pick = torch.arange(m, device=part.device) * n_t + first
+        sel = part[found]
+        tx[sel], ty[sel] = tile_x[first[found]], tile_y[first[found]]
+        s_all[sel], t_all[sel] = s[pick[found]], t[pick[found]]
+        covered[sel] = True
+
+
 def _invert_bilinear(grid: Tensor, points: Tensor) -> Tuple[Tensor, Tensor]:
     """Exact inverse of the piecewise-bilinear warp at arbitrary points.
 
@@ -115,6 +139,8 @@ def _invert_bilinear(grid: Tensor, points: Tensor) -> Tuple[Tensor, Tensor]:
     (axis-marginal) inverse predicts, solve the tile's quadratic, and step by
     ``floor(s), floor(t)`` until the solution lies in the tile. All points move
     together (vectorised); each step only touches the points still walking.
+    Points the walk cannot place (strongly distorted tiles) are tested against
+    every tile, so every covered point is found.
 
     Args:
         grid: ``[B, h, w, 2]`` normalised grid.
@@ -158,12 +184,29 @@ def _invert_bilinear(grid: Tensor, points: Tensor) -> Tuple[Tensor, Tensor]:
             active = active[moved]
             if active.numel() == 0:
                 break
-        # Points that stopped on a border tile without being inside keep that tile's
-        # extrapolated (s, t): their position falls outside the grid.
+        lost = (~covered).nonzero()[:, 0]
+        if lost.numel():
+            _search_all_tiles(flat_grid, flat_q, lost, batch_base, h, w, tx, ty, s_all, t_all, covered)
+    pos = torch.stack([tx.to(grid.dtype), ty.to(grid.dtype)], -1) + torch.stack([s_all, t_all], -1)
     if grid.requires_grad or points.requires_grad:
         corners = _corners(grid.reshape(-1, 2), batch_base + ty * w + tx, w)
-        s_all, t_all = _solve_bilinear(points.reshape(-1, 2), *corners)
-    pos = torch.stack([tx.to(grid.dtype) + s_all, ty.to(grid.dtype) + t_all], dim=-1)
+        s_d, t_d = _solve_bilinear(points.reshape(-1, 2), *corners)
+        pos = torch.stack([tx.to(grid.dtype) + s_d, ty.to(grid.dtype) + t_d], dim=-1)
+    lost = ~covered
+    if bool(lost.any()):
+        # Points no tile covers: the axis-marginal estimate, moved just outside the grid when it
+        # falls inside, so that they read zeros (or the nearest border with clamping).
+        with torch.no_grad():
+            est = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+            hi = est.new_tensor([w - 1., h - 1.])
+            dist = torch.cat([est, hi - est], -1)  # distances to the 4 borders, index units
+            inside = (dist > -1e-3).all(-1, keepdim=True)  # inside, or too close to tell apart
+            edge = dist.argmin(-1, keepdim=True)
+            onehot = torch.zeros_like(dist).scatter_(-1, edge, 1.)
+            pushed = torch.where(onehot[:, :2] > 0, est.new_tensor(-1e-3).expand_as(est), est)
+            pushed = torch.where(onehot[:, 2:] > 0, hi + 1e-3, pushed)
+            est = torch.where(inside, pushed, est)
+        pos = torch.where(lost[:, None], est.to(pos.dtype), pos)
     return pos.view(bsz, n, 2), covered.view(bsz, n)
 
 

@@ -24,19 +24,8 @@ from .invert import _check_monotone, invert_lattice
 
 Features = Union[Tensor, Sequence[Tensor]]
 
-#: Value written to sampling coordinates that must read zeros (outside the valid region).
+#: Sampling position that reads zeros: normalised for ``grid_sample`` (zoom), in cells for unzoom.
 _OUTSIDE = -4.0
-
-
-def _valid_to_full(g: Tensor, valid: Tensor, full: int, stride: float = 1.0) -> Tensor:
-    """Map normalised coordinates over a valid extent to normalised coordinates over the full map.
-
-    ``g`` is ``[B, ...]`` normalised over the valid image (``valid``: ``[B]``
-    pixels); the map has ``full`` cells of ``stride`` image pixels each.
-    """
-    shape = (-1, ) + (1, ) * (g.dim() - 1)
-    pix = (g + 1) * 0.5 * (valid - 1).clamp_min(0).view(shape) / stride  # cell units
-    return pix * (2.0 / max(full - 1, 1)) - 1
 
 
 def zoom(images: Tensor,
@@ -48,9 +37,10 @@ def zoom(images: Tensor,
     """Zoom images with an LZ grid (LZU §3, the saliency-guided downsampler).
 
     Output pixel ``(i, j)`` samples the input at the bilinearly upsampled grid
-    value (:func:`~lzu_mm.ops.upsample_grid`), ``grid_sample`` with
-    ``align_corners=True``. With a uniform saliency this is exactly a bilinear
-    resize with ``align_corners=True``.
+    value (:func:`~lzu_mm.ops.upsample_grid`), as ``grid_sample`` with
+    ``align_corners=True`` and zero padding would, but with the sampling
+    positions kept in float64 pixels: with a uniform saliency this is a
+    bilinear resize with ``align_corners=True`` to float rounding.
 
     Args:
         images: ``[B, C, H, W]`` images (or any maps), possibly padded.
@@ -77,26 +67,31 @@ def zoom(images: Tensor,
     check_grid(grid)
     check_batch(images, grid, 'images', '[B, C, H, W]')
     out_shape = check_shape_2d(out_shape, 'out_shape')
+    if mode not in ('bilinear', 'nearest'):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     bsz = images.shape[0]
-    grid = grid.to(images.dtype)
+    # float64 sampling positions in input pixels: a uniform saliency reads pixels exactly
+    grid = grid.to(torch.float64)
     if out_img_shapes is None:
         up = _upsample_grid(grid, out_shape).expand(bsz, -1, -1, -1)
     else:
         valid_out = check_valid_shapes(out_img_shapes, bsz, out_shape, 'out_img_shapes').to(images.device,
-                                                                                            images.dtype)
+                                                                                            torch.float64)
         qy = _queries(out_shape[0], 1.0, valid_out[:, 0])
         qx = _queries(out_shape[1], 1.0, valid_out[:, 1])
-        where = torch.stack([qx[:, None, :].expand(bsz, *out_shape), qy[:, :, None].expand(bsz, *out_shape)], -1)
-        up = F.grid_sample(grid.permute(0, 3, 1, 2).expand(bsz, -1, -1, -1), where, mode='bilinear',
+        up = F.grid_sample(grid.permute(0, 3, 1, 2).expand(bsz, -1, -1, -1), _lattice2d(qx, qy), mode='bilinear',
                            padding_mode='border', align_corners=True).permute(0, 2, 3, 1)
-        inside = ((qx.abs() <= 1 + 1e-6)[:, None, :] & (qy.abs() <= 1 + 1e-6)[:, :, None])[..., None]
     if img_shapes is not None:
-        valid = check_valid_shapes(img_shapes, bsz, images.shape[-2:], 'img_shapes').to(images.device, images.dtype)
-        up = torch.stack([_valid_to_full(up[..., 0], valid[:, 1], images.shape[-1]),
-                          _valid_to_full(up[..., 1], valid[:, 0], images.shape[-2])], -1)
+        valid = check_valid_shapes(img_shapes, bsz, images.shape[-2:], 'img_shapes').to(images.device, torch.float64)
+    else:
+        valid = up.new_tensor([images.shape[-2:]]).expand(bsz, 2)
+    pos = (up + 1) * 0.5 * (valid[:, None, None, [1, 0]] - 1)
     if out_img_shapes is not None:
-        up = torch.where(inside, up, torch.full_like(up, _OUTSIDE))
-    return F.grid_sample(images, up, mode=mode, padding_mode='zeros', align_corners=True)
+        inside = ((qx.abs() <= 1 + 1e-9)[:, None, :] & (qy.abs() <= 1 + 1e-9)[:, :, None])[..., None]
+        pos = torch.where(inside, pos, torch.full_like(pos, _OUTSIDE))
+    if mode == 'nearest':
+        pos = pos.round()
+    return sample_bilinear(images, pos)
 
 
 def _level_strides(feat_shape, pad_shape) -> Tuple[float, float]:
@@ -152,7 +147,8 @@ def unzoom_positions(grid: Tensor,
         One ``[B, hf, wf, 2]`` float64 tensor per level, in the order of
         ``feat_shapes``: the ``(x, y)`` position, in cells of that level
         (``0 .. wf-1``), that :func:`sample_bilinear` reads for each output
-        cell. Positions outside the map read zeros.
+        cell. Valid cells read positions in ``[0, floor(last valid cell)]``;
+        points no tile covers get a negative position (zeros).
 
     Raises:
         ValueError: malformed ``grid``, ``feat_shapes``, ``img_shapes`` or
@@ -192,9 +188,13 @@ def unzoom_positions(grid: Tensor,
     def to_cells(inv, qx, qy, cells):
         """Normalised warped positions -> cell positions; identity outside the valid region."""
         bsz_, hf, wf = inv.shape[:3]
-        if clamp:
-            inv = inv.clamp(-1, 1)
-        pos = (inv + 1) * 0.5 * (cells[:, None, None, [1, 0]] - 1)
+        last = cells[:, None, None, [1, 0]] - 1  # last valid position (x, y), cells; may be fractional
+        pos = (inv + 1) * 0.5 * last
+        # read valid cells only: the last whole valid cell is floor(last)
+        covered = ((pos >= -1e-9) & (pos <= last + 1e-9)).all(-1, keepdim=True)
+        pos = torch.minimum(pos.clamp_min(0), last.floor())
+        if not clamp:  # points no tile covers read zeros
+            pos = torch.where(covered, pos, torch.full_like(pos, _OUTSIDE))
         inside = ((qx.abs() <= 1 + 1e-9)[:, None, :] & (qy.abs() <= 1 + 1e-9)[:, :, None])[..., None]
         ident = _lattice2d(torch.arange(wf, device=g.device, dtype=g.dtype).expand(bsz_, wf),
                            torch.arange(hf, device=g.device, dtype=g.dtype).expand(bsz_, hf))
@@ -308,8 +308,12 @@ def unzoom(features: Features,
         check_batch(f, grid, f'features[{k}]', '[B, C, h, w]')
         if f.shape[0] != feats[0].shape[0]:
             raise ValueError(f'features[{k}] has batch size {f.shape[0]}, features[0] has {feats[0].shape[0]}')
-    if img_shapes is None and grid.shape[0] == 1 and feats[0].shape[0] > 1:
-        grid = grid.expand(feats[0].shape[0], -1, -1, -1)
+    bsz = feats[0].shape[0]
+    if img_shapes is not None and len(_as_list(img_shapes)) not in (1, bsz):
+        raise ValueError(f'img_shapes must give one (h, w) per batch element ({bsz}), '
+                         f'got {len(_as_list(img_shapes))}')
+    if grid.shape[0] == 1 and bsz > 1:
+        grid = grid.expand(bsz, -1, -1, -1)
     positions = unzoom_positions(grid, [f.shape[-2:] for f in feats], img_shapes, pad_shape, separable,
                                  exact_per_level, clamp)
     return apply_unzoom(features, positions)

@@ -1,0 +1,58 @@
+"""Shared pytest fixtures.
+
+The real sample data lives beside the repository at ``../shared/data`` (see its
+README). Tests that need it use the fixtures below and skip with a clear reason
+when it is absent; it is never copied into the repository.
+"""
+import os
+import os.path as osp
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED_DATA = osp.join(REPO_ROOT, '..', 'shared', 'data')
+
+
+def shared_path(*parts: str) -> str:
+    """Path under ``../shared/data``; skips the calling test if it does not exist."""
+    path = osp.normpath(osp.join(SHARED_DATA, *parts))
+    if not osp.exists(path):
+        pytest.skip(f'real sample data not found at {path} (expected ../shared/data beside the repository)')
+    return path
+
+
+@pytest.fixture
+def nuscenes_root() -> str:
+    """``../shared/data/nuscenes``: one nuScenes sample (6 cameras) with an MMDetection3D info file."""
+    return shared_path('nuscenes')
+
+
+@pytest.fixture
+def cityscapes_root() -> str:
+    """``../shared/data/cityscapes``: one Cityscapes val image (256x128) with its gtFine maps."""
+    return shared_path('cityscapes')
+
+
+@pytest.fixture
+def official_nuscenes_saliency() -> str:
+    """The paper authors' released nuScenes saliency, ``(1, 1, 27, 48)``."""
+    return shared_path('lzu_official', 'nuscenes_fixed_saliency.pkl')
+
+
+@pytest.fixture
+def repo_root() -> str:
+    return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_torch():
+    """Tests run as 2 xdist workers on 2 cores; keep torch to one thread per worker."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
+    yield
+    torch.set_num_threads(threads)
