@@ -5,8 +5,13 @@ arrays) and ``meta`` (numpy scalars) in every checkpoint and loads them with a
 plain ``torch.load``, which torch >= 2.6 runs with ``weights_only=True``: the
 unpickler rejects those globals and ``--resume`` / ``test.py CHECKPOINT``
 fail. Instead of switching the safe unpickler off, this allow-lists exactly
-the extra globals those checkpoints contain.
+the extra globals those checkpoints contain. ``HistoryBuffer.__getstate__``
+also pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``
+(etc.); ``builtins.getattr`` is therefore mapped to a restricted version that
+only returns those methods.
 """
+import pickle
+
 import numpy as np
 import torch
 
@@ -25,6 +30,16 @@ def _numpy_globals():
     return out
 
 
+def _history_buffer_getattr(obj, name):
+    """``getattr`` for the unpickler, restricted to ``HistoryBuffer``'s statistics methods."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and isinstance(name, str) and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint (only '
+                                 'HistoryBuffer statistics methods are)')
+
+
 def allow_mmengine_checkpoints() -> None:
     """Allow-list the globals of mmengine checkpoints for ``torch.load(weights_only=True)``.
 
@@ -36,7 +51,7 @@ def allow_mmengine_checkpoints() -> None:
     safe = _numpy_globals()
     try:
         from mmengine.logging.history_buffer import HistoryBuffer
-        safe.append(HistoryBuffer)
+        safe += [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')]
     except ImportError:  # pragma: no cover - mmengine absent
         pass
     add(safe)

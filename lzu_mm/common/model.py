@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lzu_mm.ops import LZWarp, apply_unzoom, load_saliency, uniform_saliency, unzoom_positions
+from lzu_mm.ops import LZWarp, apply_unzoom, load_saliency, sampling_grid, uniform_saliency, unzoom_positions
 
 #: Keys accepted in a model's ``lzu`` config dict.
 LZU_KEYS = ('saliency', 'grid_shape', 'separable', 'attraction_fwhm', 'anti_crop', 'exact_per_level', 'clamp')
@@ -175,11 +175,12 @@ class LZUMixin:
         flat = [feats] if isinstance(feats, Tensor) else list(feats)
         shapes = [f.shape[-2:] for f in flat]
         if state.warp is not None:
-            positions = state.warp.unzoom_positions(shapes, state.img_shapes, state.pad_shape, flat[0].device)
+            grids = state.warp.unzoom_grids(shapes, state.img_shapes, state.pad_shape, flat[0].device, flat[0].dtype)
         else:
             positions = unzoom_positions(state.grid, shapes, state.img_shapes, state.pad_shape, self._lzu_separable,
                                          self._lzu_exact, self._lzu_clamp)
-        return apply_unzoom(feats, positions)
+            grids = [sampling_grid(p, s, flat[0].dtype) for p, s in zip(positions, shapes)]
+        return apply_unzoom(feats, grids)
 
     # ------------------------------------------------------ model entry points
     def extract_feat(self, inputs, *args, **kwargs):

@@ -14,9 +14,10 @@ get the extrapolation of the nearest border tile's map, which lies outside
 ``[-1, 1]``: ``grid_sample``'s zero padding then gives 0 there. ``clamp=True``
 clamps them onto the border instead.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._validate import check_grid, check_shape_2d
@@ -52,99 +53,119 @@ def invert_1d(knots: Tensor, queries: Tensor) -> Tensor:
     return idx.to(knots.dtype) + frac
 
 
-def _cross(u: Tensor, v: Tensor) -> Tensor:
-    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+def _tile_table(grid: Tensor) -> Tensor:
+    """Per-tile coefficients of the bilinear maps, ``[10, B * (h-1) * (w-1)]``.
 
-
-def _solve_bilinear(q: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tuple[Tensor, Tensor]:
-    """Local coordinates ``(s, t)`` of points ``q`` in bilinear quads (Appendix A.2; Wolberg 1990).
-
-    The quad maps ``(s, t) -> a + s (b - a) + t (d - a) + s t (a - b + c - d)``
-    with corners ``a = (0, 0)``, ``b = (1, 0)``, ``c = (1, 1)``, ``d = (0, 1)``.
-    Solves the quadratic in ``t`` with the cancellation-free root formula, so
-    near-rectangular tiles (quadratic term ~0) stay exact, and picks the root in
-    ``[0, 1]`` when there is one. All inputs ``[M, 2]``; returns two ``[M]``
-    tensors, NaN where the point has no real preimage in the quad's plane.
+    Tile ``(i, j)`` maps ``(s, t) -> a + s e + t f + s t g`` with corners
+    ``a = grid[i, j]``, ``b = grid[i, j+1]``, ``d = grid[i+1, j]``,
+    ``c = grid[i+1, j+1]``, ``e = b - a``, ``f = d - a``, ``g = a - b + c - d``.
+    Rows: ``ax, ay, ex, ey, fx, fy, gx, gy, cross(g, f), cross(e, f)``. Row-major
+    tiles, so gathering columns gives contiguous per-point rows.
     """
-    e, f, g, h = b - a, d - a, a - b + c - d, q - a
-    k2 = _cross(g, f)
-    k1 = _cross(e, f) + _cross(h, g)
-    k0 = _cross(h, e)
+    a = grid[:, :-1, :-1]
+    b = grid[:, :-1, 1:]
+    d = grid[:, 1:, :-1]
+    c = grid[:, 1:, 1:]
+    e, f, g = b - a, d - a, a - b + c - d
+    k2 = g[..., 0] * f[..., 1] - g[..., 1] * f[..., 0]
+    kef = e[..., 0] * f[..., 1] - e[..., 1] * f[..., 0]
+    rows = [a[..., 0], a[..., 1], e[..., 0], e[..., 1], f[..., 0], f[..., 1], g[..., 0], g[..., 1], k2, kef]
+    return torch.stack([r.reshape(-1) for r in rows])
+
+
+def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
+    """Local coordinates ``(s, t)`` of points in bilinear tiles (Appendix A.2; Wolberg 1990).
+
+    Solves ``k2 t^2 + k1 t + k0 = 0`` (from ``cross(q - a - t f, e + t g) = 0``)
+    with the cancellation-free root formula, so near-rectangular tiles (``k2``
+    ~ 0) stay exact, picks the root in ``[0, 1]`` when there is one, and gets
+    ``s`` from the better-conditioned coordinate.
+
+    Args:
+        qx, qy: ``[M]`` normalised point coordinates.
+        coef: ``[10, M]`` rows of :func:`_tile_table` for each point's tile.
+
+    Returns:
+        ``(s, t)``, two ``[M]`` tensors; NaN where the point has no real
+        preimage under the tile's map.
+    """
+    ax, ay, ex, ey, fx, fy, gx, gy, k2, kef = coef
+    hx, hy = qx - ax, qy - ay
+    k1 = kef + hx * gy - hy * gx
+    k0 = hx * ey - hy * ex
     disc = k1 * k1 - 4 * k0 * k2
     real = disc >= 0
     root = torch.sqrt(torch.where(real, disc, torch.ones_like(disc)))
-    sign = torch.where(k1 >= 0, torch.ones_like(k1), -torch.ones_like(k1))
-    qq = -0.5 * (k1 + sign * root)
+    qq = -0.5 * (k1 + torch.where(k1 >= 0, root, -root))
     ok_q = qq != 0
-    t1 = k0 / torch.where(ok_q, qq, torch.ones_like(qq))  # root that stays finite as k2 -> 0
+    t1 = k0 / torch.where(ok_q, qq, torch.ones_like(qq))  # the root that stays finite as k2 -> 0
     ok_k2 = k2 != 0
     t2 = qq / torch.where(ok_k2, k2, torch.ones_like(k2))
     in1 = ok_q & (t1 >= -_EDGE_TOL) & (t1 <= 1 + _EDGE_TOL)
     in2 = ok_k2 & (t2 >= -_EDGE_TOL) & (t2 <= 1 + _EDGE_TOL)
     t = torch.where(in1 | ~in2, t1, t2)
     t = torch.where(real & (ok_q | ok_k2), t, torch.full_like(t, float('nan')))
-    # s from whichever coordinate is better conditioned.
-    den = e + t[:, None] * g
-    use_x = den[:, 0].abs() >= den[:, 1].abs()
-    num = h - t[:, None] * f
-    den_sel = torch.where(use_x, den[:, 0], den[:, 1])
-    num_sel = torch.where(use_x, num[:, 0], num[:, 1])
-    s = num_sel / torch.where(den_sel != 0, den_sel, torch.ones_like(den_sel))
-    s = torch.where(den_sel != 0, s, torch.full_like(s, float('nan')))
+    den_x, den_y = ex + t * gx, ey + t * gy
+    use_x = den_x.abs() >= den_y.abs()
+    den = torch.where(use_x, den_x, den_y)
+    num = torch.where(use_x, hx - t * fx, hy - t * fy)
+    ok_den = den != 0
+    s = torch.where(ok_den, num / torch.where(ok_den, den, torch.ones_like(den)), torch.full_like(den, float('nan')))
     return s, t
 
 
-def _affine_step(q: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(s, t)`` of ``q`` under the quad's linearisation at its centre (used only to walk)."""
-    e, f, g = b - a, d - a, a - b + c - d
-    js, jt = e + 0.5 * g, f + 0.5 * g
-    r = q - (a + 0.5 * e + 0.5 * f + 0.25 * g)
-    det = _cross(js, jt)
+def _affine_step(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(s, t)`` of points under the tile map's linearisation at the tile centre (used only to walk)."""
+    ax, ay, ex, ey, fx, fy, gx, gy = coef[:8]
+    jsx, jsy, jtx, jty = ex + 0.5 * gx, ey + 0.5 * gy, fx + 0.5 * gx, fy + 0.5 * gy
+    rx = qx - (ax + 0.5 * ex + 0.5 * fx + 0.25 * gx)
+    ry = qy - (ay + 0.5 * ey + 0.5 * fy + 0.25 * gy)
+    det = jsx * jty - jsy * jtx
     det = torch.where(det != 0, det, torch.full_like(det, 1e-12))
-    return 0.5 + _cross(r, jt) / det, 0.5 + _cross(js, r) / det
+    return 0.5 + (rx * jty - ry * jtx) / det, 0.5 + (jsx * ry - jsy * rx) / det
 
 
-def _corners(flat_grid: Tensor, base: Tensor, w: int):
-    return flat_grid[base], flat_grid[base + 1], flat_grid[base + w + 1], flat_grid[base + w]
+def _inside(s: Tensor, t: Tensor) -> Tensor:
+    return (s >= -_EDGE_TOL) & (s <= 1 + _EDGE_TOL) & (t >= -_EDGE_TOL) & (t <= 1 + _EDGE_TOL)
 
 
-def _search_all_tiles(flat_grid, flat_q, idx, batch_base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
+def _search_all_tiles(table, qx, qy, idx, tile_base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
     """Fallback point location for points the walk did not place: test them against every tile.
 
     Updates ``tx, ty, s_all, t_all, covered`` in place at ``idx`` (1-D point indices).
     Vectorised over (point, tile) pairs in chunks of at most ``chunk`` pairs.
     """
-    tiles = torch.arange((h - 1) * (w - 1), device=flat_grid.device)
-    tile_y, tile_x = tiles // (w - 1), tiles % (w - 1)
-    per_chunk = max(1, chunk // tiles.numel())
+    n_t = (h - 1) * (w - 1)
+    tiles = torch.arange(n_t, device=table.device)
+    per_chunk = max(1, chunk // n_t)
     for part in idx.split(per_chunk):
-        m, n_t = part.numel(), tiles.numel()
-        base = (batch_base[part][:, None] + tile_y[None] * w + tile_x[None]).reshape(-1)
-        q = flat_q[part][:, None].expand(m, n_t, 2).reshape(-1, 2)
-        s, t = _solve_bilinear(q, *_corners(flat_grid, base, w))
-        inside = ((s >= -_EDGE_TOL) & (s <= 1 + _EDGE_TOL) & (t >= -_EDGE_TOL) & (t <= 1 + _EDGE_TOL)).view(m, n_t)
+        m = part.numel()
+        cols = (tile_base[part][:, None] + tiles[None]).reshape(-1)
+        s, t = _solve_bilinear(qx[part].repeat_interleave(n_t), qy[part].repeat_interleave(n_t), table[:, cols])
+        inside = _inside(s, t).view(m, n_t)
         found = inside.any(1)
         first = inside.float().argmax(1)
-        pick = torch.arange(m, device=part.device) * n_t + first
+        pick = (torch.arange(m, device=part.device) * n_t + first)[found]
         sel = part[found]
-        tx[sel], ty[sel] = tile_x[first[found]], tile_y[first[found]]
-        s_all[sel], t_all[sel] = s[pick[found]], t[pick[found]]
+        tx[sel], ty[sel] = first[found] % (w - 1), first[found] // (w - 1)
+        s_all[sel], t_all[sel] = s[pick], t[pick]
         covered[sel] = True
 
 
-def _invert_bilinear(grid: Tensor, points: Tensor) -> Tuple[Tensor, Tensor]:
+def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Exact inverse of the piecewise-bilinear warp at arbitrary points.
 
-    Point location walks over tiles: start from the tile that the separable
-    (axis-marginal) inverse predicts, solve the tile's quadratic, and step by
-    ``floor(s), floor(t)`` until the solution lies in the tile. All points move
-    together (vectorised); each step only touches the points still walking.
-    Points the walk cannot place (strongly distorted tiles) are tested against
-    every tile, so every covered point is found.
+    Point location walks over tiles: start from the tile of ``init`` (default:
+    the separable, axis-marginal inverse), solve the tile's quadratic, and
+    step by ``floor(s), floor(t)`` until the solution lies in the tile. All
+    points move together (vectorised); each step only touches the points still
+    walking. Points the walk cannot place (strongly distorted tiles) are
+    tested against every tile, so every covered point is found.
 
     Args:
         grid: ``[B, h, w, 2]`` normalised grid.
         points: ``[B, N, 2]`` normalised ``(x, y)`` points of the original image.
+        init: optional ``[B, N, 2]`` guess of the warped positions (grid-index units).
 
     Returns:
         ``([B, N, 2]`` warped positions in grid-index units ``(x, y)``,
@@ -155,42 +176,49 @@ def _invert_bilinear(grid: Tensor, points: Tensor) -> Tuple[Tensor, Tensor]:
     with torch.no_grad():
         gx = invert_1d(grid[..., 0].mean(1), points[..., 0])
         gy = invert_1d(grid[..., 1].mean(2), points[..., 1])
-        tx = gx.floor().clamp(0, w - 2).long().reshape(-1)
-        ty = gy.floor().clamp(0, h - 2).long().reshape(-1)
-        flat_grid = grid.detach().reshape(-1, 2)
-        flat_q = points.detach().reshape(-1, 2)
-        batch_base = (torch.arange(bsz, device=grid.device) * (h * w)).repeat_interleave(n)
+        if init is None:
+            init = torch.stack([gx, gy], -1)
+        tx = init[..., 0].floor().clamp(0, w - 2).long().reshape(-1)
+        ty = init[..., 1].floor().clamp(0, h - 2).long().reshape(-1)
+        table = _tile_table(grid.detach())
+        qx = points[..., 0].detach().reshape(-1).contiguous()
+        qy = points[..., 1].detach().reshape(-1).contiguous()
+        tile_base = (torch.arange(bsz, device=grid.device) * ((h - 1) * (w - 1))).repeat_interleave(n)
         covered = torch.zeros(bsz * n, dtype=torch.bool, device=grid.device)
         s_all = torch.empty(bsz * n, dtype=grid.dtype, device=grid.device)
         t_all = torch.empty_like(s_all)
-        active = torch.arange(bsz * n, device=grid.device)
+        active = None  # all points in the first step, without index overhead
         for _ in range(h + w):  # a walk never needs more steps than tiles along a path
-            cx, cy = tx[active], ty[active]
-            corners = _corners(flat_grid, batch_base[active] + cy * w + cx, w)
-            s, t = _solve_bilinear(flat_q[active], *corners)
-            inside = (s >= -_EDGE_TOL) & (s <= 1 + _EDGE_TOL) & (t >= -_EDGE_TOL) & (t <= 1 + _EDGE_TOL)
+            if active is None:
+                cx, cy, px, py, base = tx, ty, qx, qy, tile_base
+            else:
+                cx, cy, px, py, base = tx[active], ty[active], qx[active], qy[active], tile_base[active]
+            coef = table[:, base + cy * (w - 1) + cx]
+            s, t = _solve_bilinear(px, py, coef)
+            inside = _inside(s, t)  # False where NaN (no real preimage in this tile's plane)
             lost = torch.isnan(s) | torch.isnan(t)
-            if bool(lost.any()):
-                s_aff, t_aff = _affine_step(flat_q[active], *corners)
+            if bool(lost.any()):  # walk on with the tile's linearisation
+                s_aff, t_aff = _affine_step(px, py, coef)
                 s, t = torch.where(lost, s_aff, s), torch.where(lost, t_aff, t)
-            s_all[active], t_all[active] = s, t
-            covered[active] = inside
-            step_x = s.floor().clamp(-(w - 2), w - 2).long()
-            step_y = t.floor().clamp(-(h - 2), h - 2).long()
-            nx = torch.where(inside, cx, (cx + step_x).clamp(0, w - 2))
-            ny = torch.where(inside, cy, (cy + step_y).clamp(0, h - 2))
+            nx = torch.where(inside, cx, (cx + s.floor().clamp(-(w - 2), w - 2).long()).clamp(0, w - 2))
+            ny = torch.where(inside, cy, (cy + t.floor().clamp(-(h - 2), h - 2).long()).clamp(0, h - 2))
             moved = ~inside & ((nx != cx) | (ny != cy))
-            tx[active], ty[active] = nx, ny
-            active = active[moved]
+            if active is None:
+                s_all, t_all, covered, tx, ty = s, t, inside, nx, ny
+                active = moved.nonzero()[:, 0]
+            else:
+                s_all[active], t_all[active], covered[active] = s, t, inside
+                tx[active], ty[active] = nx, ny
+                active = active[moved]
             if active.numel() == 0:
                 break
         lost = (~covered).nonzero()[:, 0]
         if lost.numel():
-            _search_all_tiles(flat_grid, flat_q, lost, batch_base, h, w, tx, ty, s_all, t_all, covered)
-    pos = torch.stack([tx.to(grid.dtype), ty.to(grid.dtype)], -1) + torch.stack([s_all, t_all], -1)
+            _search_all_tiles(table, qx, qy, lost, tile_base, h, w, tx, ty, s_all, t_all, covered)
+    pos = torch.stack([tx.to(grid.dtype) + s_all, ty.to(grid.dtype) + t_all], -1)
     if grid.requires_grad or points.requires_grad:
-        corners = _corners(grid.reshape(-1, 2), batch_base + ty * w + tx, w)
-        s_d, t_d = _solve_bilinear(points.reshape(-1, 2), *corners)
+        coef = _tile_table(grid)[:, tile_base + ty * (w - 1) + tx]
+        s_d, t_d = _solve_bilinear(points[..., 0].reshape(-1), points[..., 1].reshape(-1), coef)
         pos = torch.stack([tx.to(grid.dtype) + s_d, ty.to(grid.dtype) + t_d], dim=-1)
     lost = ~covered
     if bool(lost.any()):
@@ -239,8 +267,27 @@ def invert_lattice(grid: Tensor, qx: Tensor, qy: Tensor, separable: bool = True,
         pos = torch.stack([px[:, None, :].expand(bsz, big_h, big_w), py[:, :, None].expand(bsz, big_h, big_w)], -1)
         return _to_normalised(pos, h, w, clamp)
     points = torch.stack([qx[:, None, :].expand(bsz, big_h, big_w), qy[:, :, None].expand(bsz, big_h, big_w)], -1)
-    pos, _ = _invert_bilinear(grid, points.reshape(bsz, -1, 2))
+    init = None
+    coarse_h, coarse_w = min(big_h, 4 * h), min(big_w, 4 * w)
+    if coarse_h * coarse_w * 4 <= big_h * big_w and coarse_h > 1 and coarse_w > 1:
+        # coarse-to-fine: invert a coarse lattice spanning the same queries (affine in the index),
+        # and start each point's walk from the upsampled coarse solution
+        with torch.no_grad():
+            cx = _affine_resample(qx, coarse_w)
+            cy = _affine_resample(qy, coarse_h)
+            coarse = torch.stack([cx[:, None, :].expand(bsz, coarse_h, coarse_w),
+                                  cy[:, :, None].expand(bsz, coarse_h, coarse_w)], -1)
+            pos_c, _ = _invert_bilinear(grid.detach(), coarse.reshape(bsz, -1, 2))
+            init = F.interpolate(pos_c.view(bsz, coarse_h, coarse_w, 2).permute(0, 3, 1, 2), (big_h, big_w),
+                                 mode='bilinear', align_corners=True).permute(0, 2, 3, 1).reshape(bsz, -1, 2)
+    pos, _ = _invert_bilinear(grid, points.reshape(bsz, -1, 2), init)
     return _to_normalised(pos.view(bsz, big_h, big_w, 2), h, w, clamp)
+
+
+def _affine_resample(q: Tensor, n: int) -> Tensor:
+    """``n`` evenly spaced values from ``q[:, 0]`` to ``q[:, -1]`` (``q`` is affine in its index)."""
+    steps = torch.linspace(0, 1, n, device=q.device, dtype=q.dtype)
+    return q[:, :1] + (q[:, -1:] - q[:, :1]) * steps
 
 
 def _check_monotone(grid: Tensor, separable: bool) -> None:

@@ -20,9 +20,10 @@ from torch import Tensor, nn
 
 from ._validate import check_batch, check_grid, check_saliency, check_shape_2d, check_valid_shapes
 from .grid import _upsample_grid, saliency_to_grid
-from .invert import _check_monotone, invert_lattice
+from .invert import _check_monotone, invert_1d, invert_lattice
 
 Features = Union[Tensor, Sequence[Tensor]]
+Positions = Union[Tensor, Tuple[Tensor, Tensor]]
 
 #: Sampling position that reads zeros: normalised for ``grid_sample`` (zoom), in cells for unzoom.
 _OUTSIDE = -4.0
@@ -37,10 +38,10 @@ def zoom(images: Tensor,
     """Zoom images with an LZ grid (LZU §3, the saliency-guided downsampler).
 
     Output pixel ``(i, j)`` samples the input at the bilinearly upsampled grid
-    value (:func:`~lzu_mm.ops.upsample_grid`), as ``grid_sample`` with
-    ``align_corners=True`` and zero padding would, but with the sampling
-    positions kept in float64 pixels: with a uniform saliency this is a
-    bilinear resize with ``align_corners=True`` to float rounding.
+    value (:func:`~lzu_mm.ops.upsample_grid`) with ``grid_sample``
+    (``align_corners=True``, zero padding); positions are computed in float64
+    and rounded once. With a uniform saliency this is a bilinear resize with
+    ``align_corners=True``.
 
     Args:
         images: ``[B, C, H, W]`` images (or any maps), possibly padded.
@@ -70,8 +71,7 @@ def zoom(images: Tensor,
     if mode not in ('bilinear', 'nearest'):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     bsz = images.shape[0]
-    # float64 sampling positions in input pixels: a uniform saliency reads pixels exactly
-    grid = grid.to(torch.float64)
+    grid = grid.to(torch.float64)  # sampling positions in float64 pixels, rounded once for grid_sample
     if out_img_shapes is None:
         up = _upsample_grid(grid, out_shape).expand(bsz, -1, -1, -1)
     else:
@@ -89,9 +89,8 @@ def zoom(images: Tensor,
     if out_img_shapes is not None:
         inside = ((qx.abs() <= 1 + 1e-9)[:, None, :] & (qy.abs() <= 1 + 1e-9)[:, :, None])[..., None]
         pos = torch.where(inside, pos, torch.full_like(pos, _OUTSIDE))
-    if mode == 'nearest':
-        pos = pos.round()
-    return sample_bilinear(images, pos)
+    grid = sampling_grid(pos, images.shape[-2:], images.dtype)
+    return F.grid_sample(images, grid, mode=mode, padding_mode='zeros', align_corners=True)
 
 
 def _level_strides(feat_shape, pad_shape) -> Tuple[float, float]:
@@ -144,10 +143,13 @@ def unzoom_positions(grid: Tensor,
             instead of reading zeros there.
 
     Returns:
-        One ``[B, hf, wf, 2]`` float64 tensor per level, in the order of
-        ``feat_shapes``: the ``(x, y)`` position, in cells of that level
-        (``0 .. wf-1``), that :func:`sample_bilinear` reads for each output
-        cell. Valid cells read positions in ``[0, floor(last valid cell)]``;
+        One entry per level, in the order of ``feat_shapes``, in float64 cells
+        of that level (``0 .. wf-1``): where each output cell reads. For
+        ``separable=True`` a tuple ``(x [B, wf], y [B, hf])`` of a product
+        lattice (read with :func:`sample_separable`; outside the valid region
+        each axis is the identity), else a ``[B, hf, wf, 2]`` ``(x, y)`` tensor
+        (read with :func:`sample_bilinear`; the identity outside the valid
+        region). Valid cells read positions in ``[0, floor(last valid cell)]``;
         points no tile covers get a negative position (zeros).
 
     Raises:
@@ -173,99 +175,145 @@ def unzoom_positions(grid: Tensor,
         if grid.shape[0] not in (1, bsz):
             raise ValueError(f'img_shapes gives {bsz} images but grid has batch size {grid.shape[0]}')
     g = g.expand(bsz, -1, -1, -1)
+    h, w = grid.shape[1:3]
+    xs_marginal, ys_marginal = g[..., 0].mean(1), g[..., 1].mean(2)
 
     def geometry(shape):
-        """(qx [B, wf], qy [B, hf], valid size in cells [B, 2] as (h, w))."""
+        """(qx [B, wf], qy [B, hf], last valid position in cells [B, 2] as (x, y))."""
         hf, wf = shape
         if valid is None:
-            cells = g.new_tensor([[hf, wf]]).expand(bsz, 2)
-            return _queries(wf, 1.0, cells[:, 1]), _queries(hf, 1.0, cells[:, 0]), cells
+            last = g.new_tensor([[wf - 1., hf - 1.]]).expand(bsz, 2)
+            return _queries(wf, 1.0, last[:, 0] + 1), _queries(hf, 1.0, last[:, 1] + 1), last
         sy, sx = _level_strides(shape, pad_shape)
-        # valid extent in cells: (size - 1) / stride + 1, so that normalised +1 is the last valid pixel
-        cells = torch.stack([(valid[:, 0] - 1) / sy + 1, (valid[:, 1] - 1) / sx + 1], -1)
-        return _queries(wf, sx, valid[:, 1]), _queries(hf, sy, valid[:, 0]), cells
+        # the last valid pixel (size - 1) sits at cell (size - 1) / stride
+        last = torch.stack([(valid[:, 1] - 1) / sx, (valid[:, 0] - 1) / sy], -1)
+        return _queries(wf, sx, valid[:, 1]), _queries(hf, sy, valid[:, 0]), last
 
-    def to_cells(inv, qx, qy, cells):
-        """Normalised warped positions -> cell positions; identity outside the valid region."""
-        bsz_, hf, wf = inv.shape[:3]
-        last = cells[:, None, None, [1, 0]] - 1  # last valid position (x, y), cells; may be fractional
+    def inverse(qx, qy):
+        """Normalised warped positions: ((x [B, wf], y [B, hf]) if separable else [B, hf, wf, 2])."""
+        if separable:
+            return (invert_1d(xs_marginal, qx) * (2.0 / (w - 1)) - 1, invert_1d(ys_marginal, qy) * (2.0 / (h - 1)) - 1)
+        return invert_lattice(g, qx, qy, separable=False)
+
+    def to_cells(inv, q, last, n):
+        """Normalised warped positions -> cells: valid cells only, identity outside the valid region.
+
+        ``inv`` and ``q`` broadcast together; ``last`` is the last valid position; ``n`` the cell count.
+        """
         pos = (inv + 1) * 0.5 * last
-        # read valid cells only: the last whole valid cell is floor(last)
-        covered = ((pos >= -1e-9) & (pos <= last + 1e-9)).all(-1, keepdim=True)
-        pos = torch.minimum(pos.clamp_min(0), last.floor())
+        covered = (pos >= -1e-9) & (pos <= last + 1e-9)
+        pos = torch.minimum(pos.clamp_min(0), last.floor())  # the last whole valid cell is floor(last)
         if not clamp:  # points no tile covers read zeros
             pos = torch.where(covered, pos, torch.full_like(pos, _OUTSIDE))
-        inside = ((qx.abs() <= 1 + 1e-9)[:, None, :] & (qy.abs() <= 1 + 1e-9)[:, :, None])[..., None]
-        ident = _lattice2d(torch.arange(wf, device=g.device, dtype=g.dtype).expand(bsz_, wf),
-                           torch.arange(hf, device=g.device, dtype=g.dtype).expand(bsz_, hf))
-        return torch.where(inside, pos, ident)
+        ident = torch.arange(n, device=g.device, dtype=g.dtype)
+        return pos, q.abs() <= 1 + 1e-9, ident
+
+    def finish(inv, qx, qy, last, shape):
+        hf, wf = shape
+        if separable:
+            px, in_x, ix = to_cells(inv[0], qx, last[:, :1], wf)
+            py, in_y, iy = to_cells(inv[1], qy, last[:, 1:], hf)
+            return torch.where(in_x, px, ix), torch.where(in_y, py, iy)
+        px, in_x, ix = to_cells(inv[..., 0], qx[:, None, :], last[:, None, None, 0], wf)
+        py, in_y, iy = to_cells(inv[..., 1], qy[:, :, None], last[:, None, None, 1], hf)
+        inside = in_x & in_y
+        return torch.stack([torch.where(inside, px, ix[None, None, :].expand_as(px)),
+                            torch.where(inside, py, iy[None, :, None].expand_as(py))], -1)
 
     if exact_per_level or len(feat_shapes) == 1:
         out = []
         for shape in feat_shapes:
-            qx, qy, cells = geometry(shape)
-            out.append(to_cells(invert_lattice(g, qx, qy, separable), qx, qy, cells))
+            qx, qy, last = geometry(shape)
+            out.append(finish(inverse(qx, qy), qx, qy, last, shape))
         return out
 
     finest = max(feat_shapes, key=lambda s: s[0] * s[1])
     qx0, qy0, _ = geometry(finest)
-    inv0 = invert_lattice(g, qx0, qy0, separable)  # [B, hf0, wf0, 2] normalised warped positions
+    inv0 = inverse(qx0, qy0)
     out = []
     for shape in feat_shapes:
-        qx, qy, cells = geometry(shape)
+        qx, qy, last = geometry(shape)
         if shape == finest:
             inv = inv0
         else:
-            # output cell k sits at the same image point as finest-level cell k * stride / stride0,
-            # i.e. where the finest level's query equals this level's query
-            fx = (qx + 1) / (qx0[:, 1:2] - qx0[:, :1]) if qx0.shape[1] > 1 else qx * 0
-            fy = (qy + 1) / (qy0[:, 1:2] - qy0[:, :1]) if qy0.shape[1] > 1 else qy * 0
-            where = _lattice2d(fx * 2 / max(finest[1] - 1, 1) - 1, fy * 2 / max(finest[0] - 1, 1) - 1)
-            inv = F.grid_sample(inv0.permute(0, 3, 1, 2), where, mode='bilinear', padding_mode='border',
-                                align_corners=True).permute(0, 2, 3, 1)
-        out.append(to_cells(inv, qx, qy, cells))
+            # cell k of this level sits at the image point of finest-level (fractional) cell
+            # fx[k], where the finest level's (affine) query equals this level's query
+            fx = (qx - qx0[:, :1]) / (qx0[:, 1:2] - qx0[:, :1]) if qx0.shape[1] > 1 else qx * 0
+            fy = (qy - qy0[:, :1]) / (qy0[:, 1:2] - qy0[:, :1]) if qy0.shape[1] > 1 else qy * 0
+            if separable:
+                inv = (_interp1d(inv0[0], fx), _interp1d(inv0[1], fy))
+            else:
+                where = _lattice2d(fx * 2 / max(finest[1] - 1, 1) - 1, fy * 2 / max(finest[0] - 1, 1) - 1)
+                inv = F.grid_sample(inv0.permute(0, 3, 1, 2), where, mode='bilinear', padding_mode='border',
+                                    align_corners=True).permute(0, 2, 3, 1)
+        out.append(finish(inv, qx, qy, last, shape))
     return out
 
 
-def sample_bilinear(features: Tensor, positions: Tensor) -> Tensor:
+def _interp1d(values: Tensor, pos: Tensor) -> Tensor:
+    """Linear interpolation of ``values`` ``[B, n]`` at fractional indices ``pos`` ``[B, m]`` (border-clamped)."""
+    n = values.shape[1]
+    if n == 1:
+        return values.expand(-1, pos.shape[1])
+    pos = pos.clamp(0, n - 1)
+    i0 = pos.detach().floor().clamp(max=n - 2).long()
+    frac = pos - i0
+    return values.gather(1, i0) * (1 - frac) + values.gather(1, i0 + 1) * frac
+
+
+def sampling_grid(positions: Positions, in_shape: Sequence[int], dtype=torch.float32) -> Tensor:
+    """``grid_sample`` grid (``align_corners=True``) for positions given in cells.
+
+    Args:
+        positions: ``[B, Ho, Wo, 2]`` ``(x, y)`` positions, or a separable pair
+            ``(x [B, Wo], y [B, Ho])``, in cells of the input map (float64 allowed).
+        in_shape: ``(H, W)`` of the map to sample.
+        dtype: dtype of the returned grid (that of the features).
+
+    Returns:
+        ``[B, Ho, Wo, 2]`` normalised grid: cell ``k`` of an ``n``-cell axis is
+        ``2k / (n - 1) - 1``. Computed in float64, rounded once to ``dtype``.
+    """
+    h, w = in_shape
+    scale = (2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1))
+    if isinstance(positions, tuple):
+        x, y = positions
+        x, y = x * scale[0] - 1, y * scale[1] - 1
+        bsz = max(x.shape[0], y.shape[0])
+        grid = torch.stack([x[:, None, :].expand(bsz, y.shape[1], x.shape[1]),
+                            y[:, :, None].expand(bsz, y.shape[1], x.shape[1])], -1)
+    else:
+        grid = positions * positions.new_tensor(scale) - 1
+    return grid.to(dtype)
+
+
+def sample_bilinear(features: Tensor, positions: Positions) -> Tensor:
     """Bilinear sampling at positions given in cells, zero outside the map.
 
-    Equivalent to ``grid_sample(..., align_corners=True, padding_mode='zeros')``
-    but takes ``(x, y)`` positions in cell units (float64 allowed), so integer
-    positions read cells exactly. Differentiable with respect to
-    ``features`` and ``positions``.
+    ``grid_sample`` (``align_corners=True``, zero padding) at
+    :func:`sampling_grid` ``(positions)``.
 
     Args:
         features: ``[B, C, H, W]``.
         positions: ``[B, Ho, Wo, 2]`` (or ``[1, Ho, Wo, 2]``) ``(x, y)`` in
-            cells, ``0 .. W-1`` / ``0 .. H-1`` inside the map.
+            cells, or a separable pair ``(x [B, Wo], y [B, Ho])``.
 
     Returns:
         ``[B, C, Ho, Wo]`` in the dtype of ``features``.
     """
-    bsz, ch, h, w = features.shape
-    pos = positions.expand(bsz, -1, -1, -1)
-    ho, wo = pos.shape[1:3]
-    x, y = pos[..., 0], pos[..., 1]
-    x0, y0 = x.detach().floor(), y.detach().floor()
-    wx1, wy1 = x - x0, y - y0
-    flat = features.reshape(bsz, ch, h * w)
-    out = features.new_zeros(bsz, ch, ho * wo)
-    for dy, wy in ((0, 1 - wy1), (1, wy1)):
-        for dx, wx in ((0, 1 - wx1), (1, wx1)):
-            xi, yi = x0 + dx, y0 + dy
-            ok = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-            idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1)).long().reshape(bsz, 1, ho * wo)
-            weight = (wx * wy * ok).to(features.dtype).reshape(bsz, 1, ho * wo)
-            out = out + flat.gather(2, idx.expand(bsz, ch, ho * wo)) * weight
-    return out.view(bsz, ch, ho, wo)
+    grid = sampling_grid(positions, features.shape[-2:], features.dtype)
+    return F.grid_sample(features, grid.expand(features.shape[0], -1, -1, -1), mode='bilinear',
+                         padding_mode='zeros', align_corners=True)
 
 
-def apply_unzoom(features: Features, positions: Sequence[Tensor]) -> Features:
-    """Resample feature maps at precomputed unzoom positions (from :func:`unzoom_positions`)."""
+def apply_unzoom(features: Features, grids: Sequence[Tensor]) -> Features:
+    """Resample feature maps with unzoom sampling grids (:func:`sampling_grid` of :func:`unzoom_positions`)."""
     single = isinstance(features, Tensor)
     feats = [features] if single else list(features)
-    out = [sample_bilinear(f, p) for f, p in zip(feats, positions)]
+    out = [
+        F.grid_sample(f, g.to(f.dtype).expand(f.shape[0], -1, -1, -1), mode='bilinear', padding_mode='zeros',
+                      align_corners=True) for f, g in zip(feats, grids)
+    ]
     if single:
         return out[0]
     return tuple(out) if isinstance(features, tuple) else out
@@ -316,7 +364,7 @@ def unzoom(features: Features,
         grid = grid.expand(bsz, -1, -1, -1)
     positions = unzoom_positions(grid, [f.shape[-2:] for f in feats], img_shapes, pad_shape, separable,
                                  exact_per_level, clamp)
-    return apply_unzoom(features, positions)
+    return apply_unzoom(features, [sampling_grid(p, f.shape[-2:], f.dtype) for p, f in zip(positions, feats)])
 
 
 def _as_list(shapes):
@@ -423,19 +471,26 @@ class LZWarp(nn.Module):
         """Zoom ``[B, C, H, W]`` images to ``out_shape`` (see :func:`zoom`)."""
         return zoom(images, self.grid(images.device, images.dtype), out_shape, img_shapes, out_img_shapes)
 
-    def unzoom_positions(self, feat_shapes, img_shapes=None, pad_shape=None, device=None) -> List[Tensor]:
-        """Cached :func:`unzoom_positions` for this warp (float64, on ``device``)."""
+    def unzoom_grids(self, feat_shapes, img_shapes=None, pad_shape=None, device=None,
+                     dtype=torch.float32) -> List[Tensor]:
+        """Cached unzoom sampling grids (:func:`sampling_grid` of :func:`unzoom_positions`), one per level."""
         device = torch.device(device) if device is not None else self.saliency.device
+        feat_shapes = [tuple(int(v) for v in s) for s in feat_shapes]
         shapes_key = None if img_shapes is None else tuple(tuple(float(v) for v in s) for s in _as_list(img_shapes))
-        key = ('unzoom', tuple(tuple(int(v) for v in s) for s in feat_shapes), shapes_key,
-               None if pad_shape is None else tuple(int(v) for v in pad_shape), device)
+        key = ('unzoom', tuple(feat_shapes), shapes_key, None if pad_shape is None else tuple(
+            int(v) for v in pad_shape), device, dtype)
+
+        def make():
+            positions = unzoom_positions(self.grid(device, torch.float64), feat_shapes, img_shapes, pad_shape,
+                                         self.separable, self.exact_per_level, self.clamp)
+            return [sampling_grid(p, s, dtype) for p, s in zip(positions, feat_shapes)]
+
         with torch.no_grad():
-            return self._cached(key, lambda: unzoom_positions(
-                self.grid(device, torch.float64), feat_shapes, img_shapes, pad_shape, self.separable,
-                self.exact_per_level, self.clamp))
+            return self._cached(key, make)
 
     def unzoom(self, features: Features, img_shapes=None, pad_shape=None) -> Features:
         """Unzoom ``features`` zoomed by this warp (see :func:`unzoom`)."""
         feats = [features] if isinstance(features, Tensor) else list(features)
-        positions = self.unzoom_positions([f.shape[-2:] for f in feats], img_shapes, pad_shape, feats[0].device)
-        return apply_unzoom(features, positions)
+        grids = self.unzoom_grids([f.shape[-2:] for f in feats], img_shapes, pad_shape, feats[0].device,
+                                  feats[0].dtype)
+        return apply_unzoom(features, grids)
