@@ -1,0 +1,57 @@
+"""mmengine checkpoints load under torch >= 2.6's weights_only default, and nothing more does."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import lzu_mm  # noqa: F401  (allow-lists mmengine checkpoint globals)
+
+
+def test_mmengine_checkpoint_round_trip(tmp_path):
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('lzu_ckpt_test')
+    hub.update_scalar('train/loss', np.float64(0.5))
+    hub.update_scalar('train/loss', 0.25)
+    hub.update_info('iter', 3)
+    ckpt = dict(meta=dict(seed=np.int64(7), epoch=1, mean=np.array([1.0, 2.0], dtype=np.float32),
+                          dtype=np.dtype('float32')),
+                state_dict=dict(w=torch.ones(2)), message_hub=hub.state_dict())
+    path = os.path.join(tmp_path, 'epoch_1.pth')
+    torch.save(ckpt, path)
+    loaded = torch.load(path)  # torch's default: weights_only=True
+    assert loaded['meta']['seed'] == 7
+    assert np.array_equal(loaded['meta']['mean'], [1.0, 2.0])
+    restored = MessageHub.get_instance('lzu_ckpt_test_restored')
+    restored.load_state_dict(loaded['message_hub'])
+    assert restored.get_scalar('train/loss').current() == 0.25
+    assert restored.get_scalar('train/loss').mean() == pytest.approx(0.375)
+
+
+class Exploit:
+
+    def __reduce__(self):
+        return (os.system, ('echo unsafe',))
+
+
+def test_arbitrary_globals_are_still_rejected(tmp_path):
+    path = os.path.join(tmp_path, 'bad.pth')
+    torch.save({'x': Exploit()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+
+
+def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    class Sneaky:
+
+        def __reduce__(self):
+            return (getattr, (HistoryBuffer, '__init__'))  # allow-listed class, not a statistics method
+
+    path = os.path.join(tmp_path, 'sneaky.pth')
+    torch.save({'x': Sneaky()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
