@@ -73,7 +73,7 @@ def _tile_table(grid: Tensor) -> Tensor:
     return torch.stack([r.reshape(-1) for r in rows])
 
 
-def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
+def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) -> Tuple[Tensor, Tensor]:
     """Local coordinates ``(s, t)`` of points in bilinear tiles (Appendix A.2; Wolberg 1990).
 
     Solves ``k2 t^2 + k1 t + k0 = 0`` (from ``cross(q - a - t f, e + t g) = 0``)
@@ -84,6 +84,9 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tenso
     Args:
         qx, qy: ``[M]`` normalised point coordinates.
         coef: ``[10, M]`` rows of :func:`_tile_table` for each point's tile.
+        safe: guard every division so that gradients stay finite (for the
+            differentiable pass); the fast pass lets inf / NaN through to the
+            range test, which rejects them.
 
     Returns:
         ``(s, t)``, two ``[M]`` tensors; NaN where the point has no real
@@ -95,22 +98,23 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tenso
     k0 = hx * ey - hy * ex
     disc = k1 * k1 - 4 * k0 * k2
     real = disc >= 0
-    root = torch.sqrt(torch.where(real, disc, torch.ones_like(disc)))
-    qq = -0.5 * (k1 + torch.where(k1 >= 0, root, -root))
-    ok_q = qq != 0
-    t1 = k0 / torch.where(ok_q, qq, torch.ones_like(qq))  # the root that stays finite as k2 -> 0
-    ok_k2 = k2 != 0
-    t2 = qq / torch.where(ok_k2, k2, torch.ones_like(k2))
-    in1 = ok_q & (t1 >= -_EDGE_TOL) & (t1 <= 1 + _EDGE_TOL)
-    in2 = ok_k2 & (t2 >= -_EDGE_TOL) & (t2 <= 1 + _EDGE_TOL)
-    t = torch.where(in1 | ~in2, t1, t2)
-    t = torch.where(real & (ok_q | ok_k2), t, torch.full_like(t, float('nan')))
+    if safe:
+        root = torch.where(real, disc, 1.0).sqrt()
+    else:
+        root = disc.clamp_min(0).sqrt()
+    qq = -0.5 * (k1 + root.copysign(k1))  # |qq| >= |k1|: no cancellation
+    if safe:
+        t1 = k0 / torch.where(qq != 0, qq, 1.0)  # the root that stays finite as k2 -> 0
+        t2 = qq / torch.where(k2 != 0, k2, 1.0)
+    else:
+        t1, t2 = k0 / qq, qq / k2
+    t = torch.where((t1 >= -_EDGE_TOL) & (t1 <= 1 + _EDGE_TOL), t1, t2)
+    t = torch.where(real, t, float('nan'))
     den_x, den_y = ex + t * gx, ey + t * gy
     use_x = den_x.abs() >= den_y.abs()
     den = torch.where(use_x, den_x, den_y)
     num = torch.where(use_x, hx - t * fx, hy - t * fy)
-    ok_den = den != 0
-    s = torch.where(ok_den, num / torch.where(ok_den, den, torch.ones_like(den)), torch.full_like(den, float('nan')))
+    s = num / (torch.where(den != 0, den, 1.0) if safe else den)
     return s, t
 
 
@@ -126,7 +130,9 @@ def _affine_step(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def _inside(s: Tensor, t: Tensor) -> Tensor:
-    return (s >= -_EDGE_TOL) & (s <= 1 + _EDGE_TOL) & (t >= -_EDGE_TOL) & (t <= 1 + _EDGE_TOL)
+    """True where ``(s, t)`` lies in the unit square (within the edge tolerance); False for NaN."""
+    return ((s + _EDGE_TOL).clamp_min(0) <= 1 + 2 * _EDGE_TOL) & ((t + _EDGE_TOL).clamp_min(0) <= 1 + 2 * _EDGE_TOL) \
+        & (s >= -_EDGE_TOL) & (t >= -_EDGE_TOL)
 
 
 def _search_all_tiles(table, qx, qy, idx, tile_base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
@@ -218,7 +224,7 @@ def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None
     pos = torch.stack([tx.to(grid.dtype) + s_all, ty.to(grid.dtype) + t_all], -1)
     if grid.requires_grad or points.requires_grad:
         coef = _tile_table(grid)[:, tile_base + ty * (w - 1) + tx]
-        s_d, t_d = _solve_bilinear(points[..., 0].reshape(-1), points[..., 1].reshape(-1), coef)
+        s_d, t_d = _solve_bilinear(points[..., 0].reshape(-1), points[..., 1].reshape(-1), coef, safe=True)
         pos = torch.stack([tx.to(grid.dtype) + s_d, ty.to(grid.dtype) + t_d], dim=-1)
     lost = ~covered
     if bool(lost.any()):
