@@ -1,0 +1,41 @@
+"""CenterCropCityscapesMetric: cityscapesscripts on the centred crop of the real Cityscapes sample."""
+import os.path as osp
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmseg.registry import METRICS
+
+import lzu_mm.mmseg  # noqa: F401
+
+
+def _evaluate(tmp_path, sample_paths, pred):
+    metric = METRICS.build(dict(type='CenterCropCityscapesMetric', output_dir=str(tmp_path / 'out'),
+                                keep_results=True))
+    metric.dataset_meta = dict(classes=tuple(range(19)))
+    sample = dict(pred_sem_seg=dict(data=torch.from_numpy(pred)[None]), img_path=sample_paths['img'],
+                  seg_map_path=sample_paths['seg'])
+    metric.process({}, [sample])
+    return metric.evaluate(1), metric
+
+
+def test_ground_truth_crop_prediction_scores_near_one(sample_paths, tmp_path):
+    label = mmcv.imread(sample_paths['seg'], flag='unchanged')
+    crop = label[:, 64:192].astype(np.int64)
+    pred = crop  # 255 (ignored in training) maps back to the unlabeled labelId
+    results, metric = _evaluate(tmp_path / 'a', sample_paths, pred)
+    # 1 - 1.6%: trainId-space labels lose the ignored classes of the category scores (e.g. parking in 'flat')
+    assert results['averageScoreCategories'] > 0.98
+    gt = osp.join(metric.output_dir, 'gt', 'frankfurt_000000_000294_gtFine_labelIds.png')
+    assert mmcv.imread(gt, flag='unchanged').shape == (128, 128)
+    inst = mmcv.imread(gt.replace('labelIds', 'instanceIds'), flag='unchanged')
+    assert inst.dtype == np.uint16 and inst.shape == (128, 128)
+    # the same prediction shifted by 16 pixels: the crop alignment matters
+    shifted, _ = _evaluate(tmp_path / 'b', sample_paths, np.roll(pred, 16, axis=1))
+    assert shifted['averageScoreCategories'] < 0.95
+
+
+def test_prediction_not_a_crop_is_refused(sample_paths, tmp_path):
+    with pytest.raises(ValueError, match=r'prediction 100x128 .* not a centred square crop'):
+        _evaluate(tmp_path, sample_paths, np.zeros((100, 128), np.int64))

@@ -1,0 +1,58 @@
+"""Acceptance: tools/train.py then tools/test.py on the real Cityscapes sample, uniform and LZU, 64x64 and 256x256.
+
+Each run uses the Table 3 config unchanged except for what makes it an offline CPU smoke run (no pretrained
+weights, 2 iterations, no dataloader workers): the official layout (symlinks to the real sample), the hold-out
+split files, the boundary saliency computed by tools/saliency/boundary_saliency.py, validation on the mini-val
+split with the best checkpoint kept, then tools/test.py on that saved checkpoint, evaluated on val at the crop's
+full resolution with IoUMetric.
+"""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from tests.mmseg.conftest import config_path, load_tool
+
+SMOKE_OPTIONS = [
+    'model.pretrained=None', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.interval=1000', 'default_hooks.checkpoint.save_last=False',
+    'default_hooks.checkpoint.save_optimizer=False', 'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+    'val_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
+    'test_dataloader.persistent_workers=False'
+]
+
+
+@pytest.mark.parametrize('size', [64, 256])
+@pytest.mark.parametrize('variant', ['uniform', 'lzu'])
+def test_train_then_test_real_sample(variant, size, cityscapes_layout, monkeypatch):
+    name = (f'pspnet_r50-fpn_4xb2-80k_cityscapes-{size}x{size}.py' if variant == 'uniform' else
+            f'pspnet_r50-fpn_lzu-fixed_4xb2-80k_cityscapes-{size}x{size}.py')
+    monkeypatch.chdir(cityscapes_layout['workdir'])  # the configs' relative data/cityscapes/... paths
+    work_dir = osp.join(cityscapes_layout['workdir'], 'work_dir')
+    options = SMOKE_OPTIONS + [f'visualizer.name=vis_{variant}_{size}']
+    torch.manual_seed(0)
+
+    train = load_tool('tools/train.py')
+    train.main([config_path(name), '--work-dir', work_dir, '--cfg-options', *options])
+    best = glob.glob(osp.join(work_dir, 'best_mIoU_iter_*.pth'))
+    assert len(best) == 1, 'validation on the mini-val split must keep the best checkpoint'
+
+    test = load_tool('tools/test.py')
+    cfg = test.build_cfg(test.parse_args([config_path(name), best[0], '--work-dir', work_dir, '--cfg-options',
+                                          *[o for o in options if o.startswith(('model.', 'test_dataloader.'))],
+                                          f'visualizer.name=vis_test_{variant}_{size}']))
+    assert cfg.model.type == ('LZUEncoderDecoder' if variant == 'lzu' else 'EncoderDecoder')
+    assert cfg.test_dataloader.dataset.data_prefix.img_path == 'leftImg8bit/val'
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    assert set(metrics) >= {'aAcc', 'mIoU', 'mAcc', 'averageScoreCategories'}  # IoUMetric + cityscapesscripts
+    assert 0. <= metrics['mIoU'] <= 100. and 0. < metrics['aAcc'] <= 100.
+    print(f'{name}: {metrics}')
+    # the test really ran the trained weights of that checkpoint
+    ckpt = torch.load(best[0], map_location='cpu', weights_only=True)
+    state = runner.model.state_dict()
+    key = 'decode_head.conv_seg.weight'
+    assert torch.equal(state[key], ckpt['state_dict'][key])
