@@ -1,0 +1,30 @@
+"""LZU for MMDetection3D 1.x (LZU §5.3: monocular 3D detection, FCOS3D on nuScenes, Tables 5 and 2).
+
+Importing this module registers, in MMDetection3D's registries:
+
+* ``LZUFCOSMono3D``, ``LZUSMOKEMono3D`` (``MODELS``): single-stage monocular
+  3D detectors whose ``extract_feat`` unzooms every FPN level
+  (:class:`lzu_mm.common.LZUMixin`); :func:`lzu_mono3d_detector` makes the LZU
+  variant of any other ``SingleStageMono3DDetector``. ``ResizedFCOSMono3D``:
+  the uniform baseline, ``FCOSMono3D`` decoding 3D boxes with the resized
+  image's intrinsics.
+* ``FixedSaliencyZoom3D`` (``TRANSFORMS``): the fixed-saliency LZ zoom
+  standing where ``Resize3D`` stands (intrinsics, ``centers_2d`` and 2D boxes
+  scale uniformly, depths stay); ``ChainedResize3D``: ``Resize3D`` after an
+  earlier resize (Table 2's cross-scale regime).
+* ``NuScenesSubsetMetric`` (``METRICS``): mAP, mATE, mASE, mAOE, mAVE, mAAE
+  and NDS of monocular predictions against the info file's annotations,
+  with nuscenes-devkit's evaluation, on any subset.
+
+Configs load it with ``custom_imports = dict(imports=['lzu_mm.mmdet3d'],
+allow_failed_imports=False)``.
+"""
+from .detectors import (LZUFCOSMono3D, LZUMono3DMixin, LZUSMOKEMono3D, ResizedFCOSMono3D, ResizedInputMono3DMixin,
+                        lzu_mono3d_detector)
+from .metrics import NuScenesSubsetMetric
+from .transforms import ChainedResize3D, FixedSaliencyZoom3D
+
+__all__ = [
+    'LZUFCOSMono3D', 'LZUSMOKEMono3D', 'LZUMono3DMixin', 'ResizedFCOSMono3D', 'ResizedInputMono3DMixin',
+    'lzu_mono3d_detector', 'FixedSaliencyZoom3D', 'ChainedResize3D', 'NuScenesSubsetMetric'
+]
