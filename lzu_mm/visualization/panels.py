@@ -1,0 +1,315 @@
+"""Panel figures of an LZ warp (matplotlib; paper Figures 2 and 6).
+
+Each ``draw_*`` function draws one panel onto a matplotlib ``Axes`` with its
+units (pixel axes on every image panel; a labelled colour bar on every
+scalar-field panel). :func:`plot_lzu_panels` composes them into one figure
+and :func:`figure_to_array` renders a figure to an RGB array (for mmengine's
+``Visualizer.add_image``). Only the object-oriented matplotlib API is used
+(``matplotlib.figure.Figure`` with the Agg canvas), so the global ``pyplot``
+backend is never touched.
+
+Prediction dicts (``predictions`` arguments), all in original-image pixels::
+
+    dict(bboxes=[N, 4] xyxy, labels=[N] int, scores=[N] float,   # 2-D boxes
+         sem_seg=[H0, W0] int class map (255 = ignore),           # segmentation
+         corners_2d=[N, 8, 2] projected 3-D box corners (x, y),   # mono-3D boxes
+         class_names=[...], palette=[(r, g, b), ...])             # optional
+"""
+from typing import Optional
+
+import numpy as np
+
+from .warp_maps import WarpPanels, grid_lines_px, upsample_saliency
+
+#: Edges of a 3-D box given its corners in mmdet3d's ``corners`` order.
+BOX3D_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+
+
+def _label_px(ax, what: str = 'original image') -> None:
+    ax.set_xlabel(f'x (px, {what})', fontsize=8)
+    ax.set_ylabel('y (px)', fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def _colorbar(ax, mappable, label: str, log_ticks: bool = False) -> None:
+    """A colour bar as tall as the image axes, with its label (unit)."""
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    cax = make_axes_locatable(ax).append_axes('right', size='4%', pad=0.06)
+    cb = ax.figure.colorbar(mappable, cax=cax)
+    cb.set_label(label, fontsize=8)
+    cb.ax.tick_params(labelsize=7)
+    if log_ticks:  # plain numbers at round magnifications instead of 10^x
+        lo, hi = mappable.norm.vmin, mappable.norm.vmax
+        cb.set_ticks([v for v in (0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 10) if lo <= v <= hi])
+        cb.ax.yaxis.set_major_formatter(FormatStrFormatter('%g'))
+        cb.ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _extent(shape, scale=(1.0, 1.0)):
+    """``imshow`` extent so that the axes read original-image pixels (pixel centres at integers)."""
+    h, w = shape[:2]
+    sx, sy = scale
+    return (-0.5 / sx, (w - 0.5) / sx, (h - 0.5) / sy, -0.5 / sy)
+
+
+def draw_saliency(ax, panels: WarpPanels, alpha: float = 0.55) -> None:
+    """Saliency over the (greyed) original image; colour bar in multiples of the uniform saliency."""
+    ext = _extent(panels.image.shape, panels.scale)
+    grey = panels.image.mean(-1) if panels.image.ndim == 3 else panels.image
+    ax.imshow(grey, cmap='gray', extent=ext)
+    if panels.saliency is None:
+        ax.set_title('saliency: not available (grid only)', fontsize=9)
+    else:
+        sal = upsample_saliency(panels.saliency, panels.image.shape[:2])
+        im = ax.imshow(sal, cmap='inferno', alpha=alpha, extent=ext, vmin=0)
+        _colorbar(ax, im, 'saliency (× uniform)')
+        ax.set_title(f'saliency ({panels.saliency.shape[0]}×{panels.saliency.shape[1]} grid)', fontsize=9)
+    _label_px(ax)
+
+
+def draw_zoomed(ax, panels: WarpPanels) -> None:
+    """The zoomed image the backbone sees, in its own pixels (RGB: no colour bar; the title gives |zoom − resize|)."""
+    ax.imshow(panels.zoomed)
+    h, w = panels.zoomed.shape[:2]
+    diff = np.abs(panels.zoomed.astype(np.float64) - panels.uniform.astype(np.float64)).mean()
+    ax.set_title(f'zoomed image {w}×{h} (|zoom − resize| = {diff:.1f} / 255)', fontsize=9)
+    _label_px(ax, 'zoomed image')
+
+
+def draw_sampling_grid(ax, panels: WarpPanels, max_lines: int = 60) -> None:
+    """The LZ grid's rows and columns, drawn where they sample the original image.
+
+    Lines are coloured by the local magnification (the colour bar), so dense
+    (magnified) regions stand out.
+    """
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import LogNorm
+
+    ext = _extent(panels.image.shape, panels.scale)
+    ax.imshow(panels.image, extent=ext)
+    h0, w0 = panels.ori_shape
+    rows, cols = grid_lines_px(panels.grid, (h0, w0))
+    step_r = max(1, int(np.ceil(rows.shape[0] / max_lines)))
+    step_c = max(1, int(np.ceil(cols.shape[0] / max_lines)))
+    lines = list(rows[::step_r]) + list(cols[::step_c])
+    segs = np.concatenate([np.stack([ln[:-1], ln[1:]], 1) for ln in lines])  # [S, 2, 2]
+    mid = segs.mean(1)
+    mag = panels.magnification
+    iy = np.clip(np.rint(mid[:, 1] * panels.scale[1]).astype(int), 0, mag.shape[0] - 1)
+    ix = np.clip(np.rint(mid[:, 0] * panels.scale[0]).astype(int), 0, mag.shape[1] - 1)
+    vals = np.clip(mag[iy, ix], 1e-2, None)
+    lo, hi = _mag_range(mag)
+    lc = LineCollection(segs, cmap='cool', norm=LogNorm(lo, hi), linewidths=0.6)
+    lc.set_array(vals)
+    ax.add_collection(lc)
+    ax.set_xlim(ext[0], ext[1])
+    ax.set_ylim(ext[2], ext[3])
+    _colorbar(ax, lc, 'local magnification (× uniform)', log_ticks=True)
+    gh, gw = panels.grid.shape[:2]
+    ax.set_title(f'sampling grid ({gh}×{gw} LZ grid over the original)', fontsize=9)
+    _label_px(ax)
+
+
+def _mag_range(mag: np.ndarray):
+    valid = mag[mag > 0]
+    if valid.size == 0:
+        return 0.5, 2.0
+    lo, hi = float(valid.min()), float(valid.max())
+    span = max(1.0 / lo, hi, 1.05)
+    return 1.0 / span, span
+
+
+def draw_magnification(ax, panels: WarpPanels) -> None:
+    """Magnification ratio heatmap (Figure 6, last column): sampling density relative to a uniform resize."""
+    from matplotlib.colors import LogNorm
+
+    ext = _extent(panels.image.shape, panels.scale)
+    mag = panels.magnification
+    lo, hi = _mag_range(mag)
+    ax.imshow(panels.image.mean(-1), cmap='gray', extent=ext)
+    im = ax.imshow(np.where(mag > 0, mag, np.nan), cmap='RdBu_r', norm=LogNorm(lo, hi), alpha=0.8, extent=ext)
+    _colorbar(ax, im, 'magnification (× uniform sampling density)', log_ticks=True)
+    ax.set_title(f'magnification (mean {mag.mean():.3f}, range {mag[mag > 0].min():.2f}–{mag.max():.2f})'
+                 if (mag > 0).any() else 'magnification', fontsize=9)
+    _label_px(ax)
+
+
+def draw_unzoomed(ax, panels: WarpPanels) -> None:
+    """``unzoom(zoom(image))`` with the pixels the inverse does not cover hatched in red."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    ext = _extent(panels.image.shape, panels.scale)
+    ax.imshow(panels.unzoomed, extent=ext)
+    if panels.uncovered.any():
+        ax.imshow(np.where(panels.uncovered, 1.0, np.nan), cmap=ListedColormap(['red']), alpha=0.5, extent=ext,
+                  vmin=0, vmax=1)
+        ax.contourf(np.linspace(ext[0], ext[1], panels.uncovered.shape[1]),
+                    np.linspace(ext[3], ext[2], panels.uncovered.shape[0]), panels.uncovered.astype(float),
+                    levels=[0.5, 1.5], hatches=['////'], colors='none')
+    ax.legend(handles=[Patch(facecolor='red', alpha=0.5, hatch='////', label='not covered by the inverse')],
+              loc='lower right', fontsize=7, framealpha=0.7)
+    ax.set_title(f'unzoom(zoom(image)) ({100 * panels.uncovered.mean():.2f}% not covered)', fontsize=9)
+    _label_px(ax)
+
+
+def _palette(n: int, palette=None):
+    if palette is not None and len(palette) >= n:
+        return [tuple(np.asarray(c, dtype=float) / 255.0) for c in palette]
+    from matplotlib import colormaps
+    cmap = colormaps['tab20']
+    return [cmap(i % 20)[:3] for i in range(max(n, 1))]
+
+
+def draw_predictions(ax, image: np.ndarray, predictions: Optional[dict], scale=(1.0, 1.0)) -> None:
+    """Predictions on the original image (boxes with class and score, a class map, or projected 3-D boxes).
+
+    Args:
+        ax: matplotlib axes.
+        image: ``[H, W, 3]`` original image at display resolution.
+        predictions: see the module docstring (original-image pixels), or None.
+        scale: display pixels per original pixel ``(sx, sy)``.
+    """
+    from matplotlib.patches import Patch, Rectangle
+
+    ext = _extent(image.shape, scale)
+    ax.imshow(image, extent=ext)
+    _label_px(ax)
+    if not predictions:
+        ax.set_title('predictions: none (no checkpoint)', fontsize=9)
+        return
+    names = predictions.get('class_names')
+    labels = np.asarray(predictions.get('labels', []), dtype=int)
+    n_cls = len(names) if names else int(labels.max() + 1) if labels.size else 1
+    sem = predictions.get('sem_seg')
+    if sem is not None:
+        sem = np.asarray(sem)
+        n_cls = max(n_cls, int(sem[sem != 255].max()) + 1 if (sem != 255).any() else 1)
+    colors = _palette(n_cls, predictions.get('palette'))
+    shown = []
+    if sem is not None:
+        rgba = np.zeros(sem.shape + (4, ))
+        for c in np.unique(sem):
+            if c == 255 or c < 0:
+                continue
+            rgba[sem == c] = (*colors[c], 0.5)
+            shown.append(int(c))
+        ax.imshow(rgba, extent=(-0.5, sem.shape[1] - 0.5, sem.shape[0] - 0.5, -0.5))
+    scores = np.asarray(predictions.get('scores', np.ones(len(labels))), dtype=float)
+    boxes = predictions.get('bboxes')
+    if boxes is not None:
+        for (x1, y1, x2, y2), c, s in zip(np.asarray(boxes, dtype=float), labels, scores):
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.2, edgecolor=colors[c % len(colors)]))
+            name = names[c] if names and c < len(names) else str(c)
+            ax.text(x1, y1, f'{name} {s:.2f}', fontsize=6, color='white', va='bottom',
+                    bbox=dict(facecolor=colors[c % len(colors)], alpha=0.7, pad=0.5, lw=0))
+    corners = predictions.get('corners_2d')
+    if corners is not None:
+        for pts, c in zip(np.asarray(corners, dtype=float), labels if labels.size else np.zeros(len(corners), int)):
+            for a, b in BOX3D_EDGES:
+                ax.plot(pts[[a, b], 0], pts[[a, b], 1], lw=1.0, color=colors[c % len(colors)])
+    ax.set_xlim(ext[0], ext[1])
+    ax.set_ylim(ext[2], ext[3])
+    if shown and names:
+        ax.legend(handles=[Patch(color=colors[c], label=names[c]) for c in shown[:12] if c < len(names)],
+                  fontsize=6, loc='lower right', ncol=2, framealpha=0.7)
+    n = len(boxes) if boxes is not None else len(corners) if corners is not None else 0
+    what = 'class map' if sem is not None else f'{n} objects'
+    ax.set_title(f'predictions on the original image ({what})', fontsize=9)
+
+
+def plot_lzu_panels(panels: WarpPanels,
+                    predictions: Optional[dict] = None,
+                    show_predictions: Optional[bool] = None,
+                    title: Optional[str] = None,
+                    panel_width: float = 5.6):
+    """Compose the panel figure.
+
+    Panels: saliency over the image; zoomed image; sampling grid over the
+    original; magnification heatmap; ``unzoom(zoom(image))`` with uncovered
+    regions marked; and, when ``predictions`` are given (or
+    ``show_predictions``), the predictions on the original image.
+
+    Args:
+        panels: from :func:`lzu_mm.visualization.compute_warp_panels`.
+        predictions: prediction dict in original-image pixels (module docstring).
+        show_predictions: force the predictions panel on/off (default: on iff
+            ``predictions`` is not None).
+        title: figure title.
+        panel_width: inches per panel.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (Agg canvas attached).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    draws = [lambda ax: draw_saliency(ax, panels), lambda ax: draw_zoomed(ax, panels),
+             lambda ax: draw_sampling_grid(ax, panels), lambda ax: draw_magnification(ax, panels),
+             lambda ax: draw_unzoomed(ax, panels)]
+    if show_predictions if show_predictions is not None else predictions is not None:
+        draws.append(lambda ax: draw_predictions(ax, panels.image, predictions, panels.scale))
+    ncols = 3
+    nrows = int(np.ceil(len(draws) / ncols))
+    h, w = panels.image.shape[:2]
+    fig = Figure(figsize=(panel_width * ncols, panel_width * h / w * nrows + 0.9 * nrows + 0.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, draw in zip(axes, draws):
+        draw(ax)
+    for ax in axes[len(draws):]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """Render a figure to an ``[H, W, 3]`` uint8 RGB array."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_panels(panels: WarpPanels,
+                out_dir: str,
+                predictions: Optional[dict] = None,
+                title: Optional[str] = None,
+                prefix: str = '',
+                show_predictions: Optional[bool] = None) -> dict:
+    """Write the panel figure and the raw panels of one image into ``out_dir``.
+
+    Files (``prefix`` prepended): ``panels.png`` (the figure), ``zoomed.png``,
+    ``unzoomed.png``, ``uncovered.png`` (mask), ``magnification.npy``
+    (float32, × uniform) and ``summary.json`` (see
+    :meth:`WarpPanels.summary`).
+
+    ``show_predictions`` is passed to :func:`plot_lzu_panels`.
+
+    Returns:
+        ``{name: path}`` of the files written.
+    """
+    import json
+    import os
+    import os.path as osp
+
+    import cv2
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {k: osp.join(out_dir, prefix + f) for k, f in
+             (('figure', 'panels.png'), ('zoomed', 'zoomed.png'), ('unzoomed', 'unzoomed.png'),
+              ('uncovered', 'uncovered.png'), ('magnification', 'magnification.npy'), ('summary', 'summary.json'))}
+    fig = plot_lzu_panels(panels, predictions, show_predictions, title=title)
+    fig.savefig(paths['figure'], dpi=100)
+    cv2.imwrite(paths['zoomed'], np.ascontiguousarray(panels.zoomed[..., ::-1]))
+    cv2.imwrite(paths['unzoomed'], np.ascontiguousarray(panels.unzoomed[..., ::-1]))
+    cv2.imwrite(paths['uncovered'], panels.uncovered.astype(np.uint8) * 255)
+    np.save(paths['magnification'], panels.magnification.astype(np.float32))
+    with open(paths['summary'], 'w') as f:
+        json.dump(panels.summary(), f, indent=2)
+    return paths
