@@ -15,7 +15,8 @@ import warnings
 
 from .version import __version__
 
-_INTEGRATIONS = (('mmdet', 'lzu_mm.mmdet'), ('mmseg', 'lzu_mm.mmseg'), ('mmdet3d', 'lzu_mm.mmdet3d'))
+_INTEGRATIONS = (('mmengine', 'lzu_mm.visualization'), ('mmdet', 'lzu_mm.mmdet'), ('mmseg', 'lzu_mm.mmseg'),
+                 ('mmdet3d', 'lzu_mm.mmdet3d'))
 
 
 def _installed(name: str) -> bool:

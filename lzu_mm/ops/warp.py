@@ -67,30 +67,50 @@ def zoom(images: Tensor,
     """
     check_grid(grid)
     check_batch(images, grid, 'images', '[B, C, H, W]')
-    out_shape = check_shape_2d(out_shape, 'out_shape')
     if mode not in ('bilinear', 'nearest'):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
-    bsz = images.shape[0]
-    grid = grid.to(torch.float64)  # sampling positions in float64 pixels, rounded once for grid_sample
+    sampling = zoom_sampling_grid(grid, images.shape[-2:], out_shape, images.shape[0], img_shapes, out_img_shapes,
+                                  images.dtype)
+    return F.grid_sample(images, sampling.expand(images.shape[0], -1, -1, -1), mode=mode, padding_mode='zeros',
+                         align_corners=True)
+
+
+def zoom_sampling_grid(grid: Tensor,
+                       in_shape: Sequence[int],
+                       out_shape: Sequence[int],
+                       batch_size: int = 1,
+                       img_shapes=None,
+                       out_img_shapes=None,
+                       dtype=torch.float32) -> Tensor:
+    """The ``grid_sample`` grid of :func:`zoom` (see there for the arguments).
+
+    Returns:
+        ``[B', H_out, W_out, 2]`` normalised grid over the ``in_shape`` input,
+        ``B'`` = 1 when neither the grid nor the valid shapes vary over the batch.
+        Positions are computed in float64 pixels and rounded once to ``dtype``.
+    """
+    out_shape = check_shape_2d(out_shape, 'out_shape')
+    in_shape = tuple(int(v) for v in in_shape)
+    grid = grid.to(torch.float64)
+    bsz = grid.shape[0] if img_shapes is None and out_img_shapes is None else batch_size
     if out_img_shapes is None:
         up = _upsample_grid(grid, out_shape).expand(bsz, -1, -1, -1)
     else:
-        valid_out = check_valid_shapes(out_img_shapes, bsz, out_shape, 'out_img_shapes').to(images.device,
+        valid_out = check_valid_shapes(out_img_shapes, bsz, out_shape, 'out_img_shapes').to(grid.device,
                                                                                             torch.float64)
         qy = _queries(out_shape[0], 1.0, valid_out[:, 0])
         qx = _queries(out_shape[1], 1.0, valid_out[:, 1])
         up = F.grid_sample(grid.permute(0, 3, 1, 2).expand(bsz, -1, -1, -1), _lattice2d(qx, qy), mode='bilinear',
                            padding_mode='border', align_corners=True).permute(0, 2, 3, 1)
     if img_shapes is not None:
-        valid = check_valid_shapes(img_shapes, bsz, images.shape[-2:], 'img_shapes').to(images.device, torch.float64)
+        valid = check_valid_shapes(img_shapes, bsz, in_shape, 'img_shapes').to(grid.device, torch.float64)
     else:
-        valid = up.new_tensor([images.shape[-2:]]).expand(bsz, 2)
-    pos = (up + 1) * 0.5 * (valid[:, None, None, [1, 0]] - 1)
+        valid = up.new_tensor([in_shape]).expand(bsz, 2)
+    pos = (up + 1) * 0.5 * (valid[:, None, None, [1, 0]] - 1)  # float64 pixels of the input
     if out_img_shapes is not None:
         inside = ((qx.abs() <= 1 + 1e-9)[:, None, :] & (qy.abs() <= 1 + 1e-9)[:, :, None])[..., None]
         pos = torch.where(inside, pos, torch.full_like(pos, _OUTSIDE))
-    grid = sampling_grid(pos, images.shape[-2:], images.dtype)
-    return F.grid_sample(images, grid, mode=mode, padding_mode='zeros', align_corners=True)
+    return sampling_grid(pos, in_shape, dtype)
 
 
 def _level_strides(feat_shape, pad_shape) -> Tuple[float, float]:
@@ -367,6 +387,10 @@ def unzoom(features: Features,
     return apply_unzoom(features, [sampling_grid(p, f.shape[-2:], f.dtype) for p, f in zip(positions, feats)])
 
 
+def _shapes_key(shapes):
+    return None if shapes is None else tuple(tuple(float(v) for v in s) for s in _as_list(shapes))
+
+
 def _as_list(shapes):
     if isinstance(shapes, Tensor):
         return list(shapes.reshape(-1, 2))
@@ -468,16 +492,30 @@ class LZWarp(nn.Module):
         return self._cached(('grid', device, dtype), make)
 
     def zoom(self, images: Tensor, out_shape: Sequence[int], img_shapes=None, out_img_shapes=None) -> Tensor:
-        """Zoom ``[B, C, H, W]`` images to ``out_shape`` (see :func:`zoom`)."""
-        return zoom(images, self.grid(images.device, images.dtype), out_shape, img_shapes, out_img_shapes)
+        """Zoom ``[B, C, H, W]`` images to ``out_shape`` (see :func:`zoom`).
+
+        The ``grid_sample`` grid is cached per (input shape, ``out_shape``,
+        valid shapes, device, dtype), so per batch only ``grid_sample`` runs;
+        the result is identical to :func:`zoom`.
+        """
+        grid = self.grid(images.device, images.dtype)
+        check_batch(images, grid, 'images', '[B, C, H, W]')
+        out_shape = check_shape_2d(out_shape, 'out_shape')
+        key = ('zoom', tuple(images.shape[-2:]), out_shape, images.shape[0] if img_shapes or out_img_shapes else 1,
+               _shapes_key(img_shapes), _shapes_key(out_img_shapes), images.device, images.dtype)
+        with torch.no_grad():
+            sampling = self._cached(key, lambda: zoom_sampling_grid(
+                self.grid(images.device, torch.float64), images.shape[-2:], out_shape, images.shape[0], img_shapes,
+                out_img_shapes, images.dtype))
+        return F.grid_sample(images, sampling.expand(images.shape[0], -1, -1, -1), mode='bilinear',
+                             padding_mode='zeros', align_corners=True)
 
     def unzoom_grids(self, feat_shapes, img_shapes=None, pad_shape=None, device=None,
                      dtype=torch.float32) -> List[Tensor]:
         """Cached unzoom sampling grids (:func:`sampling_grid` of :func:`unzoom_positions`), one per level."""
         device = torch.device(device) if device is not None else self.saliency.device
         feat_shapes = [tuple(int(v) for v in s) for s in feat_shapes]
-        shapes_key = None if img_shapes is None else tuple(tuple(float(v) for v in s) for s in _as_list(img_shapes))
-        key = ('unzoom', tuple(feat_shapes), shapes_key, None if pad_shape is None else tuple(
+        key = ('unzoom', tuple(feat_shapes), _shapes_key(img_shapes), None if pad_shape is None else tuple(
             int(v) for v in pad_shape), device, dtype)
 
         def make():
