@@ -54,13 +54,14 @@ def invert_1d(knots: Tensor, queries: Tensor) -> Tensor:
 
 
 def _tile_table(grid: Tensor) -> Tensor:
-    """Per-tile coefficients of the bilinear maps, ``[10, B * (h-1) * (w-1)]``.
+    """Per-tile coefficients of the bilinear maps, ``[B * (h-1) * (w-1), 10]``.
 
     Tile ``(i, j)`` maps ``(s, t) -> a + s e + t f + s t g`` with corners
     ``a = grid[i, j]``, ``b = grid[i, j+1]``, ``d = grid[i+1, j]``,
     ``c = grid[i+1, j+1]``, ``e = b - a``, ``f = d - a``, ``g = a - b + c - d``.
-    Rows: ``ax, ay, ex, ey, fx, fy, gx, gy, cross(g, f), cross(e, f)``. Row-major
-    tiles, so gathering columns gives contiguous per-point rows.
+    Columns: ``ax, ay, ex, ey, fx, fy, gx, gy, cross(g, f), cross(e, f)``; tiles
+    row-major. Gathering whole rows (``index_select(0, ...)``) is the cheapest
+    per-point lookup.
     """
     a = grid[:, :-1, :-1]
     b = grid[:, :-1, 1:]
@@ -69,8 +70,8 @@ def _tile_table(grid: Tensor) -> Tensor:
     e, f, g = b - a, d - a, a - b + c - d
     k2 = g[..., 0] * f[..., 1] - g[..., 1] * f[..., 0]
     kef = e[..., 0] * f[..., 1] - e[..., 1] * f[..., 0]
-    rows = [a[..., 0], a[..., 1], e[..., 0], e[..., 1], f[..., 0], f[..., 1], g[..., 0], g[..., 1], k2, kef]
-    return torch.stack([r.reshape(-1) for r in rows])
+    cols = [a[..., 0], a[..., 1], e[..., 0], e[..., 1], f[..., 0], f[..., 1], g[..., 0], g[..., 1], k2, kef]
+    return torch.stack([c.reshape(-1) for c in cols], -1)
 
 
 def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) -> Tuple[Tensor, Tensor]:
@@ -83,7 +84,7 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) ->
 
     Args:
         qx, qy: ``[M]`` normalised point coordinates.
-        coef: ``[10, M]`` rows of :func:`_tile_table` for each point's tile.
+        coef: ``[M, 10]`` rows of :func:`_tile_table` for each point's tile.
         safe: guard every division so that gradients stay finite (for the
             differentiable pass); the fast pass lets inf / NaN through to the
             range test, which rejects them.
@@ -92,7 +93,7 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) ->
         ``(s, t)``, two ``[M]`` tensors; NaN where the point has no real
         preimage under the tile's map.
     """
-    ax, ay, ex, ey, fx, fy, gx, gy, k2, kef = coef
+    ax, ay, ex, ey, fx, fy, gx, gy, k2, kef = coef.unbind(1)
     hx, hy = qx - ax, qy - ay
     k1 = kef + hx * gy - hy * gx
     k0 = hx * ey - hy * ex
@@ -108,7 +109,8 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) ->
         t2 = qq / torch.where(k2 != 0, k2, 1.0)
     else:
         t1, t2 = k0 / qq, qq / k2
-    t = torch.where((t1 >= -_EDGE_TOL) & (t1 <= 1 + _EDGE_TOL), t1, t2)
+    # the root nearer to [0, 1]: inside the tile, or the right direction to walk from it
+    t = torch.where((t2 - t2.clamp(0, 1)).abs() < (t1 - t1.clamp(0, 1)).abs(), t2, t1)
     t = torch.where(real, t, float('nan'))
     den_x, den_y = ex + t * gx, ey + t * gy
     use_x = den_x.abs() >= den_y.abs()
@@ -120,7 +122,7 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) ->
 
 def _affine_step(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
     """``(s, t)`` of points under the tile map's linearisation at the tile centre (used only to walk)."""
-    ax, ay, ex, ey, fx, fy, gx, gy = coef[:8]
+    ax, ay, ex, ey, fx, fy, gx, gy = coef[:, :8].unbind(1)
     jsx, jsy, jtx, jty = ex + 0.5 * gx, ey + 0.5 * gy, fx + 0.5 * gx, fy + 0.5 * gy
     rx = qx - (ax + 0.5 * ex + 0.5 * fx + 0.25 * gx)
     ry = qy - (ay + 0.5 * ey + 0.5 * fy + 0.25 * gy)
@@ -147,7 +149,7 @@ def _search_all_tiles(table, qx, qy, idx, tile_base, h, w, tx, ty, s_all, t_all,
     for part in idx.split(per_chunk):
         m = part.numel()
         cols = (tile_base[part][:, None] + tiles[None]).reshape(-1)
-        s, t = _solve_bilinear(qx[part].repeat_interleave(n_t), qy[part].repeat_interleave(n_t), table[:, cols])
+        s, t = _solve_bilinear(qx[part].repeat_interleave(n_t), qy[part].repeat_interleave(n_t), table.index_select(0, cols))
         inside = _inside(s, t).view(m, n_t)
         found = inside.any(1)
         first = inside.float().argmax(1)
@@ -179,51 +181,50 @@ def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None
     """
     bsz, h, w, _ = grid.shape
     n = points.shape[1]
+    def marginal_estimate():  # [B, N, 2] separable (axis-marginal) inverse, grid-index units
+        return torch.stack([invert_1d(grid[..., 0].mean(1), points[..., 0]),
+                            invert_1d(grid[..., 1].mean(2), points[..., 1])], -1).detach()
+
     with torch.no_grad():
-        gx = invert_1d(grid[..., 0].mean(1), points[..., 0])
-        gy = invert_1d(grid[..., 1].mean(2), points[..., 1])
         if init is None:
-            init = torch.stack([gx, gy], -1)
+            init = marginal_estimate()
         tx = init[..., 0].floor().clamp(0, w - 2).long().reshape(-1)
         ty = init[..., 1].floor().clamp(0, h - 2).long().reshape(-1)
         table = _tile_table(grid.detach())
         qx = points[..., 0].detach().reshape(-1).contiguous()
         qy = points[..., 1].detach().reshape(-1).contiguous()
         tile_base = (torch.arange(bsz, device=grid.device) * ((h - 1) * (w - 1))).repeat_interleave(n)
-        covered = torch.zeros(bsz * n, dtype=torch.bool, device=grid.device)
-        s_all = torch.empty(bsz * n, dtype=grid.dtype, device=grid.device)
-        t_all = torch.empty_like(s_all)
-        active = None  # all points in the first step, without index overhead
+        tile = tile_base + ty * (w - 1) + tx if bsz > 1 else ty * (w - 1) + tx
+        # first step on every point, without index overhead; then only the points still walking
+        s_all, t_all = _solve_bilinear(qx, qy, table.index_select(0, tile))
+        covered = _inside(s_all, t_all)  # False where NaN (no real preimage in this tile's plane)
+        active = (~covered).nonzero()[:, 0]
         for _ in range(h + w):  # a walk never needs more steps than tiles along a path
-            if active is None:
-                cx, cy, px, py, base = tx, ty, qx, qy, tile_base
-            else:
-                cx, cy, px, py, base = tx[active], ty[active], qx[active], qy[active], tile_base[active]
-            coef = table[:, base + cy * (w - 1) + cx]
-            s, t = _solve_bilinear(px, py, coef)
-            inside = _inside(s, t)  # False where NaN (no real preimage in this tile's plane)
-            lost = torch.isnan(s) | torch.isnan(t)
-            if bool(lost.any()):  # walk on with the tile's linearisation
-                s_aff, t_aff = _affine_step(px, py, coef)
-                s, t = torch.where(lost, s_aff, s), torch.where(lost, t_aff, t)
-            nx = torch.where(inside, cx, (cx + s.floor().clamp(-(w - 2), w - 2).long()).clamp(0, w - 2))
-            ny = torch.where(inside, cy, (cy + t.floor().clamp(-(h - 2), h - 2).long()).clamp(0, h - 2))
-            moved = ~inside & ((nx != cx) | (ny != cy))
-            if active is None:
-                s_all, t_all, covered, tx, ty = s, t, inside, nx, ny
-                active = moved.nonzero()[:, 0]
-            else:
-                s_all[active], t_all[active], covered[active] = s, t, inside
-                tx[active], ty[active] = nx, ny
-                active = active[moved]
             if active.numel() == 0:
                 break
+            cx, cy, px, py = tx[active], ty[active], qx[active], qy[active]
+            s, t = s_all[active], t_all[active]
+            lost = torch.isnan(s) | torch.isnan(t)
+            if bool(lost.any()):  # walk on with the tile's linearisation
+                s_aff, t_aff = _affine_step(px, py, table.index_select(0, tile[active]))
+                s, t = torch.where(lost, s_aff, s), torch.where(lost, t_aff, t)
+            # far from its tile the extended bilinear map is a poor guide: walk at most 2 tiles a step
+            nx = (cx + s.floor().clamp(-2, 2).long()).clamp(0, w - 2)
+            ny = (cy + t.floor().clamp(-2, 2).long()).clamp(0, h - 2)
+            moved = (nx != cx) | (ny != cy)
+            active, nx, ny, px, py = active[moved], nx[moved], ny[moved], px[moved], py[moved]
+            tx[active], ty[active] = nx, ny
+            tile[active] = tile_base[active] + ny * (w - 1) + nx
+            s, t = _solve_bilinear(px, py, table.index_select(0, tile[active]))
+            inside = _inside(s, t)
+            s_all[active], t_all[active], covered[active] = s, t, inside
+            active = active[~inside]
         lost = (~covered).nonzero()[:, 0]
         if lost.numel():
             _search_all_tiles(table, qx, qy, lost, tile_base, h, w, tx, ty, s_all, t_all, covered)
     pos = torch.stack([tx.to(grid.dtype) + s_all, ty.to(grid.dtype) + t_all], -1)
     if grid.requires_grad or points.requires_grad:
-        coef = _tile_table(grid)[:, tile_base + ty * (w - 1) + tx]
+        coef = _tile_table(grid).index_select(0, tile_base + ty * (w - 1) + tx)
         s_d, t_d = _solve_bilinear(points[..., 0].reshape(-1), points[..., 1].reshape(-1), coef, safe=True)
         pos = torch.stack([tx.to(grid.dtype) + s_d, ty.to(grid.dtype) + t_d], dim=-1)
     lost = ~covered
@@ -231,7 +232,7 @@ def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None
         # Points no tile covers: the axis-marginal estimate, moved just outside the grid when it
         # falls inside, so that they read zeros (or the nearest border with clamping).
         with torch.no_grad():
-            est = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+            est = marginal_estimate().reshape(-1, 2)
             hi = est.new_tensor([w - 1., h - 1.])
             dist = torch.cat([est, hi - est], -1)  # distances to the 4 borders, index units
             inside = (dist > -1e-3).all(-1, keepdim=True)  # inside, or too close to tell apart
