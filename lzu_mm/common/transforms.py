@@ -15,7 +15,7 @@ recorded warp. The transform records, in ``results['lzu_zoom']``::
 Add ``'lzu_zoom'`` to the ``meta_keys`` of the packing transform so the model
 receives it.
 """
-from typing import Optional, Sequence, Union
+from typing import Sequence
 
 import mmcv
 import numpy as np

@@ -178,3 +178,37 @@ def kde_box_saliency(boxes,
     density += (uniform_floor if n else 1.0) / (h * w)
     density /= density.sum()
     return density.to(torch.float32)[None, None]
+
+
+def save_saliency(saliency: Tensor, path: str, png: Optional[str] = None, cell: int = 16) -> None:
+    """Write a ``(1, 1, h, w)`` saliency map by suffix, the counterpart of :func:`load_saliency`.
+
+    ``.pkl``: a pickled ``torch.Tensor`` (the paper authors' format); ``.npy``:
+    a NumPy array; ``.pth`` / ``.pt``: ``torch.save``. With ``png``, also a
+    colour-mapped picture of the map, each grid cell ``cell`` pixels wide
+    (OpenCV, imported only then).
+
+    Raises:
+        ValueError: unknown suffix or a map that :func:`load_saliency` would reject.
+        OSError: the PNG could not be written.
+    """
+    saliency = load_saliency(saliency)  # same checks as on reading
+    suffix = osp.splitext(path)[1].lower()
+    if suffix not in SALIENCY_SUFFIXES:
+        raise ValueError(f'saliency file {path!r}: unknown suffix {suffix!r}, expected one of {SALIENCY_SUFFIXES}')
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    if suffix == '.pkl':
+        with open(path, 'wb') as f:
+            pickle.dump(saliency, f)
+    elif suffix == '.npy':
+        np.save(path, saliency.numpy())
+    else:
+        torch.save(saliency, path)
+    if png is not None:
+        import cv2
+        sal = saliency[0, 0].numpy().astype(np.float64)
+        img = np.uint8(np.rint(255 * (sal - sal.min()) / max(sal.max() - sal.min(), 1e-12)))
+        img = cv2.resize(img, (img.shape[1] * cell, img.shape[0] * cell), interpolation=cv2.INTER_NEAREST)
+        os.makedirs(osp.dirname(osp.abspath(png)), exist_ok=True)
+        if not cv2.imwrite(png, cv2.applyColorMap(img, cv2.COLORMAP_INFERNO)):
+            raise OSError(f'could not write {png!r}')

@@ -30,9 +30,7 @@ when a crop is larger than a label map or no boundary pixel is found.
 """
 import argparse
 import glob
-import os
 import os.path as osp
-import pickle
 import sys
 
 import numpy as np
@@ -40,7 +38,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from lzu_mm.ops import load_saliency  # noqa: E402
+from lzu_mm.ops.saliency import load_saliency, save_saliency  # noqa: E402
 
 try:
     from tqdm import tqdm
@@ -138,38 +136,13 @@ def boundary_saliency(paths, grid_shape, crop_size=None, ignore_index=255) -> to
     return torch.from_numpy(total / total.sum()).float().reshape(1, 1, gh, gw)
 
 
-def save_saliency(saliency: torch.Tensor, out: str) -> None:
-    """Write a ``(1, 1, h, w)`` saliency by suffix: pickled tensor (.pkl), .npy, or torch.save (.pth/.pt)."""
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    suffix = osp.splitext(out)[1].lower()
-    if suffix == '.pkl':
-        with open(out, 'wb') as f:
-            pickle.dump(saliency, f)
-    elif suffix == '.npy':
-        np.save(out, saliency.numpy())
-    else:
-        torch.save(saliency, out)
-
-
-def save_png(saliency: torch.Tensor, path: str, cell: int = 16) -> None:
-    """A colour-mapped PNG of the map, each grid cell ``cell`` pixels wide."""
-    import cv2
-    sal = saliency[0, 0].numpy().astype(np.float64)
-    img = np.uint8(np.rint(255 * (sal - sal.min()) / max(sal.max() - sal.min(), 1e-12)))
-    img = cv2.resize(img, (img.shape[1] * cell, img.shape[0] * cell), interpolation=cv2.INTER_NEAREST)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    if not cv2.imwrite(path, cv2.applyColorMap(img, cv2.COLORMAP_INFERNO)):
-        raise OSError(f'could not write {path!r}')
-
-
 def main(argv=None):
     args = parse_args(argv)
     paths = label_maps(args.data_root, args.split, args.seg_map_suffix, args.ann_file)
     saliency = boundary_saliency(paths, tuple(args.grid_shape), args.crop_size, args.ignore_index)
-    save_saliency(saliency, args.out)
-    load_saliency(args.out, tuple(args.grid_shape))  # the file reads back as the configs will read it
     png = args.png or osp.splitext(args.out)[0] + '.png'
-    save_png(saliency, png)
+    save_saliency(saliency, args.out, png)
+    load_saliency(args.out, tuple(args.grid_shape))  # the file reads back as the configs will read it
     print(f'{len(paths)} label maps -> saliency {tuple(saliency.shape)} written to {args.out} and {png}')
     return saliency
 

@@ -22,18 +22,16 @@
 """
 import argparse
 import json
-import os
 import os.path as osp
 import pickle
 import sys
 import warnings
 
 import numpy as np
-import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from lzu_mm.ops.saliency import kde_box_saliency  # noqa: E402
+from lzu_mm.ops.saliency import kde_box_saliency, save_saliency  # noqa: E402
 
 try:
     from tqdm import tqdm
@@ -136,29 +134,6 @@ def mmdet3d_boxes(path, data_root, default_hw):
     return boxes, shapes
 
 
-def save_saliency(saliency: torch.Tensor, out: str) -> None:
-    """Write a ``(1, 1, h, w)`` saliency by suffix: pickled tensor (.pkl), .npy, or torch.save (.pth/.pt)."""
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    suffix = osp.splitext(out)[1].lower()
-    if suffix == '.pkl':
-        with open(out, 'wb') as f:
-            pickle.dump(saliency, f)
-    elif suffix == '.npy':
-        np.save(out, saliency.numpy())
-    else:
-        torch.save(saliency, out)
-
-
-def save_png(saliency: torch.Tensor, path: str, cell: int = 16) -> None:
-    """A colour-mapped PNG of the map, each grid cell ``cell`` pixels wide."""
-    import cv2
-    sal = saliency[0, 0].numpy().astype(np.float64)
-    img = np.uint8(np.rint(255 * (sal - sal.min()) / max(sal.max() - sal.min(), 1e-12)))
-    img = cv2.resize(img, (img.shape[1] * cell, img.shape[0] * cell), interpolation=cv2.INTER_NEAREST)
-    if not cv2.imwrite(path, cv2.applyColorMap(img, cv2.COLORMAP_INFERNO)):
-        raise OSError(f'could not write {path!r}')
-
-
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.ann_file):
@@ -171,9 +146,8 @@ def main(argv=None):
     saliency = kde_box_saliency(np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
                                 np.asarray(shapes, dtype=np.float64).reshape(-1, 2), tuple(args.grid_shape),
                                 bandwidth_scale=args.bandwidth_scale, uniform_floor=args.uniform_floor)
-    save_saliency(saliency, args.out)
     png = args.png or osp.splitext(args.out)[0] + '.png'
-    save_png(saliency, png)
+    save_saliency(saliency, args.out, png)
     print(f'{len(boxes)} boxes -> saliency {tuple(saliency.shape)} written to {args.out} and {png}')
     return saliency
 
