@@ -137,18 +137,20 @@ def _inside(s: Tensor, t: Tensor) -> Tensor:
         & (s >= -_EDGE_TOL) & (t >= -_EDGE_TOL)
 
 
-def _search_all_tiles(table, qx, qy, idx, tile_base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
+def _search_all_tiles(table, qx, qy, idx, base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
     """Fallback point location for points the walk did not place: test them against every tile.
 
-    Updates ``tx, ty, s_all, t_all, covered`` in place at ``idx`` (1-D point indices).
-    Vectorised over (point, tile) pairs in chunks of at most ``chunk`` pairs.
+    ``idx``: 1-D point indices; ``base``: their batch element's first tile
+    (``[len(idx)]`` or 0). Updates ``tx, ty, s_all, t_all, covered`` in place at
+    ``idx``. Vectorised over (point, tile) pairs in chunks of at most ``chunk`` pairs.
     """
     n_t = (h - 1) * (w - 1)
     tiles = torch.arange(n_t, device=table.device)
+    base = torch.as_tensor(base, device=table.device).expand(idx.shape)
     per_chunk = max(1, chunk // n_t)
-    for part in idx.split(per_chunk):
+    for part, part_base in zip(idx.split(per_chunk), base.split(per_chunk)):
         m = part.numel()
-        cols = (tile_base[part][:, None] + tiles[None]).reshape(-1)
+        cols = (part_base[:, None] + tiles[None]).reshape(-1)
         s, t = _solve_bilinear(qx[part].repeat_interleave(n_t), qy[part].repeat_interleave(n_t), table.index_select(0, cols))
         inside = _inside(s, t).view(m, n_t)
         found = inside.any(1)
@@ -160,7 +162,8 @@ def _search_all_tiles(table, qx, qy, idx, tile_base, h, w, tx, ty, s_all, t_all,
         covered[sel] = True
 
 
-def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def _invert_bilinear(grid: Tensor, qx: Tensor, qy: Tensor,
+                     init: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
     """Exact inverse of the piecewise-bilinear warp at arbitrary points.
 
     Point location walks over tiles: start from the tile of ``init`` (default:
@@ -172,37 +175,43 @@ def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None
 
     Args:
         grid: ``[B, h, w, 2]`` normalised grid.
-        points: ``[B, N, 2]`` normalised ``(x, y)`` points of the original image.
-        init: optional ``[B, N, 2]`` guess of the warped positions (grid-index units).
+        qx, qy: ``[B, N]`` normalised x and y of the points of the original image.
+        init: optional ``([B, N], [B, N])`` guess of the warped x and y positions
+            (grid-index units).
 
     Returns:
         ``([B, N, 2]`` warped positions in grid-index units ``(x, y)``,
         ``[B, N]`` bool, True where a tile covers the point).
     """
     bsz, h, w, _ = grid.shape
-    n = points.shape[1]
-    def marginal_estimate():  # [B, N, 2] separable (axis-marginal) inverse, grid-index units
-        return torch.stack([invert_1d(grid[..., 0].mean(1), points[..., 0]),
-                            invert_1d(grid[..., 1].mean(2), points[..., 1])], -1).detach()
+    n = qx.shape[1]
+    n_tiles = (h - 1) * (w - 1)
+
+    def marginal_estimate():  # separable (axis-marginal) inverse, grid-index units
+        return (invert_1d(grid[..., 0].mean(1).detach(), qx.detach()),
+                invert_1d(grid[..., 1].mean(2).detach(), qy.detach()))
+
+    def tile_base(idx):  # first tile of each point's batch element
+        return (idx // n) * n_tiles if bsz > 1 else 0
 
     with torch.no_grad():
-        if init is None:
-            init = marginal_estimate()
-        tx = init[..., 0].floor().clamp(0, w - 2).long().reshape(-1)
-        ty = init[..., 1].floor().clamp(0, h - 2).long().reshape(-1)
+        init_x, init_y = marginal_estimate() if init is None else init
+        tx = init_x.reshape(-1).floor().clamp_(0, w - 2).long()
+        ty = init_y.reshape(-1).floor().clamp_(0, h - 2).long()
         table = _tile_table(grid.detach())
-        qx = points[..., 0].detach().reshape(-1).contiguous()
-        qy = points[..., 1].detach().reshape(-1).contiguous()
-        tile_base = (torch.arange(bsz, device=grid.device) * ((h - 1) * (w - 1))).repeat_interleave(n)
-        tile = tile_base + ty * (w - 1) + tx if bsz > 1 else ty * (w - 1) + tx
+        px_all = qx.detach().reshape(-1).contiguous()
+        py_all = qy.detach().reshape(-1).contiguous()
+        tile = ty * (w - 1) + tx
+        if bsz > 1:
+            tile += tile_base(torch.arange(bsz * n, device=grid.device))
         # first step on every point, without index overhead; then only the points still walking
-        s_all, t_all = _solve_bilinear(qx, qy, table.index_select(0, tile))
+        s_all, t_all = _solve_bilinear(px_all, py_all, table.index_select(0, tile))
         covered = _inside(s_all, t_all)  # False where NaN (no real preimage in this tile's plane)
         active = (~covered).nonzero()[:, 0]
         for _ in range(h + w):  # a walk never needs more steps than tiles along a path
             if active.numel() == 0:
                 break
-            cx, cy, px, py = tx[active], ty[active], qx[active], qy[active]
+            cx, cy, px, py = tx[active], ty[active], px_all[active], py_all[active]
             s, t = s_all[active], t_all[active]
             lost = torch.isnan(s) | torch.isnan(t)
             if bool(lost.any()):  # walk on with the tile's linearisation
@@ -214,25 +223,25 @@ def _invert_bilinear(grid: Tensor, points: Tensor, init: Optional[Tensor] = None
             moved = (nx != cx) | (ny != cy)
             active, nx, ny, px, py = active[moved], nx[moved], ny[moved], px[moved], py[moved]
             tx[active], ty[active] = nx, ny
-            tile[active] = tile_base[active] + ny * (w - 1) + nx
+            tile[active] = tile_base(active) + ny * (w - 1) + nx
             s, t = _solve_bilinear(px, py, table.index_select(0, tile[active]))
             inside = _inside(s, t)
             s_all[active], t_all[active], covered[active] = s, t, inside
             active = active[~inside]
         lost = (~covered).nonzero()[:, 0]
         if lost.numel():
-            _search_all_tiles(table, qx, qy, lost, tile_base, h, w, tx, ty, s_all, t_all, covered)
+            _search_all_tiles(table, px_all, py_all, lost, tile_base(lost), h, w, tx, ty, s_all, t_all, covered)
+    if grid.requires_grad or qx.requires_grad or qy.requires_grad:
+        tile = ty * (w - 1) + tx + tile_base(torch.arange(bsz * n, device=grid.device))  # incl. searched points
+        coef = _tile_table(grid).index_select(0, tile)
+        s_all, t_all = _solve_bilinear(qx.reshape(-1), qy.reshape(-1), coef, safe=True)
     pos = torch.stack([tx.to(grid.dtype) + s_all, ty.to(grid.dtype) + t_all], -1)
-    if grid.requires_grad or points.requires_grad:
-        coef = _tile_table(grid).index_select(0, tile_base + ty * (w - 1) + tx)
-        s_d, t_d = _solve_bilinear(points[..., 0].reshape(-1), points[..., 1].reshape(-1), coef, safe=True)
-        pos = torch.stack([tx.to(grid.dtype) + s_d, ty.to(grid.dtype) + t_d], dim=-1)
     lost = ~covered
     if bool(lost.any()):
         # Points no tile covers: the axis-marginal estimate, moved just outside the grid when it
         # falls inside, so that they read zeros (or the nearest border with clamping).
         with torch.no_grad():
-            est = marginal_estimate().reshape(-1, 2)
+            est = torch.stack([e.reshape(-1) for e in marginal_estimate()], -1)
             hi = est.new_tensor([w - 1., h - 1.])
             dist = torch.cat([est, hi - est], -1)  # distances to the 4 borders, index units
             inside = (dist > -1e-3).all(-1, keepdim=True)  # inside, or too close to tell apart
@@ -273,21 +282,21 @@ def invert_lattice(grid: Tensor, qx: Tensor, qy: Tensor, separable: bool = True,
         py = invert_1d(grid[..., 1].mean(2), qy)  # [B, H]
         pos = torch.stack([px[:, None, :].expand(bsz, big_h, big_w), py[:, :, None].expand(bsz, big_h, big_w)], -1)
         return _to_normalised(pos, h, w, clamp)
-    points = torch.stack([qx[:, None, :].expand(bsz, big_h, big_w), qy[:, :, None].expand(bsz, big_h, big_w)], -1)
     init = None
     coarse_h, coarse_w = min(big_h, 4 * h), min(big_w, 4 * w)
     if coarse_h * coarse_w * 4 <= big_h * big_w and coarse_h > 1 and coarse_w > 1:
         # coarse-to-fine: invert a coarse lattice spanning the same queries (affine in the index),
         # and start each point's walk from the upsampled coarse solution
         with torch.no_grad():
-            cx = _affine_resample(qx, coarse_w)
-            cy = _affine_resample(qy, coarse_h)
-            coarse = torch.stack([cx[:, None, :].expand(bsz, coarse_h, coarse_w),
-                                  cy[:, :, None].expand(bsz, coarse_h, coarse_w)], -1)
-            pos_c, _ = _invert_bilinear(grid.detach(), coarse.reshape(bsz, -1, 2))
-            init = F.interpolate(pos_c.view(bsz, coarse_h, coarse_w, 2).permute(0, 3, 1, 2), (big_h, big_w),
-                                 mode='bilinear', align_corners=True).permute(0, 2, 3, 1).reshape(bsz, -1, 2)
-    pos, _ = _invert_bilinear(grid, points.reshape(bsz, -1, 2), init)
+            cx = _affine_resample(qx, coarse_w)[:, None, :].expand(bsz, coarse_h, coarse_w).reshape(bsz, -1)
+            cy = _affine_resample(qy, coarse_h)[:, :, None].expand(bsz, coarse_h, coarse_w).reshape(bsz, -1)
+            pos_c, _ = _invert_bilinear(grid.detach(), cx, cy)
+            up = F.interpolate(pos_c.view(bsz, coarse_h, coarse_w, 2).permute(0, 3, 1, 2), (big_h, big_w),
+                               mode='bilinear', align_corners=True)
+            init = (up[:, 0].reshape(bsz, -1), up[:, 1].reshape(bsz, -1))
+    lattice_x = qx[:, None, :].expand(bsz, big_h, big_w).reshape(bsz, -1)
+    lattice_y = qy[:, :, None].expand(bsz, big_h, big_w).reshape(bsz, -1)
+    pos, _ = _invert_bilinear(grid, lattice_x, lattice_y, init)
     return _to_normalised(pos.view(bsz, big_h, big_w, 2), h, w, clamp)
 
 
@@ -376,5 +385,5 @@ def invert_points(grid: Tensor, points: Tensor, separable: bool = True, clamp: b
         px = invert_1d(grid[..., 0].mean(1), points[..., 0])
         py = invert_1d(grid[..., 1].mean(2), points[..., 1])
         return _to_normalised(torch.stack([px, py], -1), h, w, clamp)
-    pos, _ = _invert_bilinear(grid, points)
+    pos, _ = _invert_bilinear(grid, points[..., 0], points[..., 1])
     return _to_normalised(pos, h, w, clamp)

@@ -172,6 +172,19 @@ def test_fixed_warp_caches_and_never_reuses_stale_grids():
     assert torch.allclose(c[0], sampling_grid(expected[0], (38, 60)))
 
 
+def test_cached_zoom_is_exactly_zoom():
+    """LZWarp.zoom caches its sampling grid; the result is bitwise that of zoom() with the warp's grid."""
+    warp = LZWarp(peaked(27, 48, seed=4), attraction_fwhm=10.)
+    images = torch.rand(2, 3, 90, 160) * 255
+    for out_shape in ((45, 80), (120, 200), (45, 80)):  # the repeat reads the cache
+        assert torch.equal(warp.zoom(images, out_shape), zoom(images, warp.grid(dtype=torch.float64), out_shape))
+    valid = [(80, 150), (90, 160)]
+    assert torch.equal(warp.zoom(images, (90, 160), valid, valid),
+                       zoom(images, warp.grid(dtype=torch.float64), (90, 160), valid, valid))
+    double = images[:1].double()
+    assert torch.equal(warp.zoom(double, (30, 40)), zoom(double, warp.grid(dtype=torch.float64), (30, 40)))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA not available')
 def test_cuda_matches_cpu():
     warp = LZWarp(peaked(27, 48))

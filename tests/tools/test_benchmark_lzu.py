@@ -58,17 +58,3 @@ def test_benchmark_rejects_bad_arguments():
         tool.parse_args(['a.py', '--repeat', '0'])
     with pytest.raises(SystemExit):
         tool.parse_args(['a.py', 'b.py', '--work-dir', 'x'])
-
-
-def test_cached_fixed_warp_zoom_is_exactly_zoom(official_nuscenes_saliency):
-    """The benchmark times LZWarp.zoom, whose cached sampling grid must give exactly ops.zoom's result."""
-    import torch
-
-    from lzu_mm.ops import LZWarp, load_saliency, zoom
-
-    warp = LZWarp(load_saliency(official_nuscenes_saliency, (27, 48)), attraction_fwhm=10.)
-    images = torch.rand(2, 3, 90, 160) * 255
-    for out_shape in ((45, 80), (120, 200), (45, 80)):  # the repeat reads the cache
-        assert torch.equal(warp.zoom(images, out_shape), zoom(images, warp.grid(), out_shape))
-    double = images[:1].double()
-    assert torch.equal(warp.zoom(double, (30, 40)), zoom(double, warp.grid(dtype=torch.float64), (30, 40)))
