@@ -94,30 +94,43 @@ def _solve_bilinear(qx: Tensor, qy: Tensor, coef: Tensor, safe: bool = False) ->
         preimage under the tile's map.
     """
     ax, ay, ex, ey, fx, fy, gx, gy, k2, kef = coef.unbind(1)
+    if safe:
+        return _solve_bilinear_safe(qx - ax, qy - ay, ex, ey, fx, fy, gx, gy, k2, kef)
+    # the fast pass: fused multiply-adds and in-place updates (fewer large temporaries)
     hx, hy = qx - ax, qy - ay
+    k1 = torch.addcmul(kef, hx, gy).addcmul_(hy, gx, value=-1)
+    k0 = torch.mul(hx, ey).addcmul_(hy, ex, value=-1)
+    disc = torch.mul(k1, k1).addcmul_(k0, k2, value=-4)
+    real = disc >= 0
+    qq = disc.clamp_min_(0).sqrt_().copysign_(k1).add_(k1).mul_(-0.5)  # |qq| >= |k1|: no cancellation
+    t1 = k0.div_(qq)  # the root that stays finite as k2 -> 0 (k0 is not needed any more)
+    t2 = qq.div_(k2)
+    # the root nearer to [0, 1]: inside the tile, or the right direction to walk from it
+    t = torch.where((t2 - t2.clamp(0, 1)).abs_() < (t1 - t1.clamp(0, 1)).abs_(), t2, t1)
+    t.masked_fill_(~real, float('nan'))
+    den_x, den_y = torch.addcmul(ex, t, gx), torch.addcmul(ey, t, gy)
+    use_x = den_x.abs() >= den_y.abs()
+    num = torch.where(use_x, torch.addcmul(hx, t, fx, value=-1), torch.addcmul(hy, t, fy, value=-1))
+    return num.div_(torch.where(use_x, den_x, den_y)), t
+
+
+def _solve_bilinear_safe(hx, hy, ex, ey, fx, fy, gx, gy, k2, kef) -> Tuple[Tensor, Tensor]:
+    """:func:`_solve_bilinear` with every division and root guarded, so that gradients stay finite."""
     k1 = kef + hx * gy - hy * gx
     k0 = hx * ey - hy * ex
     disc = k1 * k1 - 4 * k0 * k2
     real = disc >= 0
-    if safe:
-        root = torch.where(real, disc, 1.0).sqrt()
-    else:
-        root = disc.clamp_min(0).sqrt()
-    qq = -0.5 * (k1 + root.copysign(k1))  # |qq| >= |k1|: no cancellation
-    if safe:
-        t1 = k0 / torch.where(qq != 0, qq, 1.0)  # the root that stays finite as k2 -> 0
-        t2 = qq / torch.where(k2 != 0, k2, 1.0)
-    else:
-        t1, t2 = k0 / qq, qq / k2
-    # the root nearer to [0, 1]: inside the tile, or the right direction to walk from it
+    root = torch.where(real, disc, 1.0).sqrt()
+    qq = -0.5 * (k1 + root.copysign(k1))
+    t1 = k0 / torch.where(qq != 0, qq, 1.0)
+    t2 = qq / torch.where(k2 != 0, k2, 1.0)
     t = torch.where((t2 - t2.clamp(0, 1)).abs() < (t1 - t1.clamp(0, 1)).abs(), t2, t1)
     t = torch.where(real, t, float('nan'))
     den_x, den_y = ex + t * gx, ey + t * gy
     use_x = den_x.abs() >= den_y.abs()
     den = torch.where(use_x, den_x, den_y)
     num = torch.where(use_x, hx - t * fx, hy - t * fy)
-    s = num / (torch.where(den != 0, den, 1.0) if safe else den)
-    return s, t
+    return num / torch.where(den != 0, den, 1.0), t
 
 
 def _affine_step(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
@@ -133,8 +146,7 @@ def _affine_step(qx: Tensor, qy: Tensor, coef: Tensor) -> Tuple[Tensor, Tensor]:
 
 def _inside(s: Tensor, t: Tensor) -> Tensor:
     """True where ``(s, t)`` lies in the unit square (within the edge tolerance); False for NaN."""
-    return ((s + _EDGE_TOL).clamp_min(0) <= 1 + 2 * _EDGE_TOL) & ((t + _EDGE_TOL).clamp_min(0) <= 1 + 2 * _EDGE_TOL) \
-        & (s >= -_EDGE_TOL) & (t >= -_EDGE_TOL)
+    return ((s - 0.5).abs_() <= 0.5 + _EDGE_TOL) & ((t - 0.5).abs_() <= 0.5 + _EDGE_TOL)
 
 
 def _search_all_tiles(table, qx, qy, idx, base, h, w, tx, ty, s_all, t_all, covered, chunk=1 << 22):
@@ -235,7 +247,7 @@ def _invert_bilinear(grid: Tensor, qx: Tensor, qy: Tensor,
         tile = ty * (w - 1) + tx + tile_base(torch.arange(bsz * n, device=grid.device))  # incl. searched points
         coef = _tile_table(grid).index_select(0, tile)
         s_all, t_all = _solve_bilinear(qx.reshape(-1), qy.reshape(-1), coef, safe=True)
-    pos = torch.stack([tx.to(grid.dtype) + s_all, ty.to(grid.dtype) + t_all], -1)
+    pos = torch.stack([s_all + tx, t_all + ty], -1)  # tile index + fraction
     lost = ~covered
     if bool(lost.any()):
         # Points no tile covers: the axis-marginal estimate, moved just outside the grid when it
@@ -291,8 +303,8 @@ def invert_lattice(grid: Tensor, qx: Tensor, qy: Tensor, separable: bool = True,
             cx = _affine_resample(qx, coarse_w)[:, None, :].expand(bsz, coarse_h, coarse_w).reshape(bsz, -1)
             cy = _affine_resample(qy, coarse_h)[:, :, None].expand(bsz, coarse_h, coarse_w).reshape(bsz, -1)
             pos_c, _ = _invert_bilinear(grid.detach(), cx, cy)
-            up = F.interpolate(pos_c.view(bsz, coarse_h, coarse_w, 2).permute(0, 3, 1, 2), (big_h, big_w),
-                               mode='bilinear', align_corners=True)
+            coarse_pos = pos_c.view(bsz, coarse_h, coarse_w, 2).permute(0, 3, 1, 2).contiguous()  # NCHW: fast path
+            up = F.interpolate(coarse_pos, (big_h, big_w), mode='bilinear', align_corners=True)
             init = (up[:, 0].reshape(bsz, -1), up[:, 1].reshape(bsz, -1))
     lattice_x = qx[:, None, :].expand(bsz, big_h, big_w).reshape(bsz, -1)
     lattice_y = qy[:, :, None].expand(bsz, big_h, big_w).reshape(bsz, -1)
