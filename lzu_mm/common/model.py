@@ -68,6 +68,7 @@ class LZUState(NamedTuple):
     grid: Optional[Tensor]  # [B, h, w, 2] per-sample grids when ``warp`` is None
     img_shapes: List[Sequence[int]]  # valid (h, w) of each zoomed image
     pad_shape: Sequence[int]  # (H_pad, W_pad) of the batch tensor
+    separable: bool = True  # inversion of the per-sample grids (the pipeline's choice)
 
 
 def _flip_grid(grid: np.ndarray, direction: Optional[str]) -> np.ndarray:
@@ -100,7 +101,6 @@ class LZUMixin:
         self._lzu_recorded: 'OrderedDict[tuple, LZWarp]' = OrderedDict()  # warps recorded by the pipeline
         self._lzu_cache_size = cache_size
         self._lzu_state: Optional[LZUState] = None
-        self._lzu_separable = True if lzu is None else bool(lzu.get('separable', True))
         self._lzu_exact = False if lzu is None else bool(lzu.get('exact_per_level', False))
         self._lzu_clamp = False if lzu is None else bool(lzu.get('clamp', False))
 
@@ -146,8 +146,11 @@ class LZUMixin:
             ]
             if all(w is warps[0] for w in warps):
                 return inputs, LZUState(warps[0], None, img_shapes, pad_shape)
+            if len({w.separable for w in warps}) > 1:
+                raise ValueError('the lzu_zoom records of one batch mix separable and non-separable warps; '
+                                 'zoom every sample of a dataset with the same warp type')
             grid = torch.cat([w.grid(images.device, images.dtype) for w in warps])
-            return inputs, LZUState(None, grid, img_shapes, pad_shape)
+            return inputs, LZUState(None, grid, img_shapes, pad_shape, warps[0].separable)
         if any(r is not None for r in recorded):
             raise ValueError('some samples of the batch carry an lzu_zoom record (zoomed by the pipeline) and '
                              'others do not; zoom all of them in the pipeline or none')
@@ -177,7 +180,7 @@ class LZUMixin:
         if state.warp is not None:
             grids = state.warp.unzoom_grids(shapes, state.img_shapes, state.pad_shape, flat[0].device, flat[0].dtype)
         else:
-            positions = unzoom_positions(state.grid, shapes, state.img_shapes, state.pad_shape, self._lzu_separable,
+            positions = unzoom_positions(state.grid, shapes, state.img_shapes, state.pad_shape, state.separable,
                                          self._lzu_exact, self._lzu_clamp)
             grids = [sampling_grid(p, s, flat[0].dtype) for p, s in zip(positions, shapes)]
         return apply_unzoom(feats, grids)

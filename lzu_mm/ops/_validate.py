@@ -68,14 +68,22 @@ def check_batch(tensor: Tensor, grid: Tensor, name: str, expected: str) -> None:
                          f'expected equal sizes (or a grid of batch size 1, shared by the batch)')
 
 
+def shape_pairs(shapes) -> list:
+    """``(h, w)``, a list of pairs, or an ``[B, 2]`` tensor, as a list of pairs."""
+    if isinstance(shapes, Tensor):
+        return list(shapes.reshape(-1, 2))
+    seq = list(shapes)
+    if len(seq) == 2 and all(isinstance(v, (int, float)) for v in seq):
+        return [seq]
+    return seq
+
+
 def check_valid_shapes(shapes, batch: int, full: Sequence[int], name: str) -> Tensor:
     """Return per-sample valid sizes as a float ``[B, 2]`` tensor ``(h, w)`` inside ``full``."""
     if isinstance(shapes, Tensor):
         shapes_t = shapes.detach().to('cpu', torch.float64).reshape(-1, 2)
     else:
-        seq = list(shapes)
-        if len(seq) == 2 and all(isinstance(v, (int, float)) for v in seq):
-            seq = [seq]
+        seq = shape_pairs(shapes)
         try:
             shapes_t = torch.tensor([[float(s[0]), float(s[1])] for s in seq], dtype=torch.float64)
         except (TypeError, IndexError, ValueError):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._validate import check_batch, check_grid, check_saliency, check_shape_2d, check_valid_shapes
+from ._validate import check_batch, check_grid, check_saliency, check_shape_2d, check_valid_shapes, shape_pairs
 from .grid import _upsample_grid, saliency_to_grid
 from .invert import _check_monotone, invert_1d, invert_lattice
 
@@ -188,7 +188,7 @@ def unzoom_positions(grid: Tensor,
         if pad_shape is None:
             pad_shape = check_shape_2d(img_shapes, 'img_shapes')
         pad_shape = check_shape_2d(pad_shape, 'pad_shape')
-        n_shapes = 1 if img_shapes is None else len(_as_list(img_shapes))
+        n_shapes = 1 if img_shapes is None else len(shape_pairs(img_shapes))
         valid = check_valid_shapes(pad_shape if img_shapes is None else img_shapes, max(grid.shape[0], n_shapes),
                                    pad_shape, 'img_shapes').to(grid.device, torch.float64)
         bsz = valid.shape[0]
@@ -377,9 +377,9 @@ def unzoom(features: Features,
         if f.shape[0] != feats[0].shape[0]:
             raise ValueError(f'features[{k}] has batch size {f.shape[0]}, features[0] has {feats[0].shape[0]}')
     bsz = feats[0].shape[0]
-    if img_shapes is not None and len(_as_list(img_shapes)) not in (1, bsz):
+    if img_shapes is not None and len(shape_pairs(img_shapes)) not in (1, bsz):
         raise ValueError(f'img_shapes must give one (h, w) per batch element ({bsz}), '
-                         f'got {len(_as_list(img_shapes))}')
+                         f'got {len(shape_pairs(img_shapes))}')
     if grid.shape[0] == 1 and bsz > 1:
         grid = grid.expand(bsz, -1, -1, -1)
     positions = unzoom_positions(grid, [f.shape[-2:] for f in feats], img_shapes, pad_shape, separable,
@@ -388,16 +388,7 @@ def unzoom(features: Features,
 
 
 def _shapes_key(shapes):
-    return None if shapes is None else tuple(tuple(float(v) for v in s) for s in _as_list(shapes))
-
-
-def _as_list(shapes):
-    if isinstance(shapes, Tensor):
-        return list(shapes.reshape(-1, 2))
-    seq = list(shapes)
-    if len(seq) == 2 and all(isinstance(v, (int, float)) for v in seq):
-        return [seq]
-    return seq
+    return None if shapes is None else tuple(tuple(float(v) for v in s) for s in shape_pairs(shapes))
 
 
 class LZWarp(nn.Module):
