@@ -95,3 +95,28 @@ def check_valid_shapes(shapes, batch: int, full: Sequence[int], name: str) -> Te
     if bool((shapes_t < 1).any()) or bool((shapes_t[:, 0] > full[0]).any()) or bool((shapes_t[:, 1] > full[1]).any()):
         raise ValueError(f'{name} must lie in [1, {full[0]}] x [1, {full[1]}] (the padded size), got {shapes_t.tolist()}')
     return shapes_t
+
+
+#: Largest deviation (normalised units) of a separable grid's x along a column / y along a row.
+SEPARABLE_TOL = 1e-5
+
+
+def check_separable(grid: Tensor, name: str = 'grid') -> None:
+    """Check that a ``[B, h, w, 2]`` grid is separable (x depends on the column only, y on the row only).
+
+    A separable inversion of a non-separable grid silently misplaces rows and
+    columns (by up to a quarter of the image for a strong 2-D warp), so the
+    separable paths refuse such grids.
+
+    Raises:
+        ValueError: x varies along a column or y along a row by more than
+            :data:`SEPARABLE_TOL`.
+    """
+    grid = grid.detach()
+    dx = float((grid[..., 0] - grid[:, :1, :, 0]).abs().max())
+    dy = float((grid[..., 1] - grid[:, :, :1, 1]).abs().max())
+    if dx > SEPARABLE_TOL or dy > SEPARABLE_TOL:
+        raise ValueError(f'{name} is not separable: its x varies along a column by up to {dx:.3g} and its y along '
+                         f'a row by up to {dy:.3g} (normalised units, tolerance {SEPARABLE_TOL:g}); a separable '
+                         'inversion would misplace it. Pass separable=False (a grid from '
+                         'saliency_to_grid(..., separable=False) needs the non-separable inversion)')

@@ -112,16 +112,36 @@ def saliency_to_grid(saliency: Tensor,
     return torch.stack([x, y], dim=-1).mul(2).sub(1).clamp(-1, 1)
 
 
-def upsample_grid(grid: Tensor, out_shape: Sequence[int]) -> Tensor:
-    """Bilinearly upsample an LZ grid to the output resolution.
+def identity_grid(grid_shape: Sequence[int] = (2, 2), dtype=torch.float64, device=None) -> Tensor:
+    """The ``[1, h, w, 2]`` identity LZ grid (the grid of a uniform saliency): point ``(i, j)`` is ``(2j/(w-1) - 1, 2i/(h-1) - 1)``.
 
-    This is the piecewise-bilinear warp ``T~`` of LZU §4.1 (eq. 5) sampled at
-    every output pixel: output pixel ``(i, j)`` of an ``H x W`` map sits at grid
-    position ``(i (h-1)/(H-1), j (w-1)/(W-1))`` (``align_corners=True``).
+    Its piecewise-bilinear warp is the identity, so :func:`lzu_mm.ops.zoom`
+    with it is a uniform (bilinear) resize; ``(2, 2)`` is the smallest.
+    """
+    h, w = check_shape_2d(grid_shape, 'grid_shape')
+    if h < 2 or w < 2:
+        raise ValueError(f'grid_shape must be at least (2, 2), got {(h, w)}')
+    x = torch.linspace(-1, 1, w, dtype=dtype, device=device)
+    y = torch.linspace(-1, 1, h, dtype=dtype, device=device)
+    return torch.stack([x[None].expand(h, w), y[:, None].expand(h, w)], -1)[None]
+
+
+def upsample_grid(grid: Tensor, out_shape: Sequence[int], align_corners: bool = False) -> Tensor:
+    """Sample the piecewise-bilinear warp at every pixel of the output resolution.
+
+    This is the piecewise-bilinear warp ``T~`` of LZU §4.1 (eq. 5), the
+    bilinear interpolation of ``grid`` (whose ``h x w`` points span the
+    normalised square ``[-1, 1]^2`` edge to edge), evaluated at the normalised
+    coordinate of every output pixel: ``(2j + 1) / W - 1`` with
+    ``align_corners=False`` (half-pixel centres, the default of
+    :func:`~lzu_mm.ops.zoom`), ``2j / (W - 1) - 1`` with ``align_corners=True``
+    (the LZU authors' convention: pixel ``j`` sits at grid position
+    ``j (w-1)/(W-1)``).
 
     Args:
         grid: ``[B, h, w, 2]`` normalised ``(x, y)`` grid.
         out_shape: ``(H, W)`` output size in pixels.
+        align_corners: pixel convention (see :mod:`lzu_mm.ops.warp`).
 
     Returns:
         ``[B, H, W, 2]`` normalised ``(x, y)`` grid.
@@ -131,10 +151,17 @@ def upsample_grid(grid: Tensor, out_shape: Sequence[int]) -> Tensor:
     """
     check_grid(grid)
     out_shape = check_shape_2d(out_shape, 'out_shape')
-    return _upsample_grid(grid, out_shape)
+    if align_corners:
+        return _upsample_grid(grid, out_shape)
+    qy = (2 * torch.arange(out_shape[0], device=grid.device, dtype=grid.dtype) + 1) / out_shape[0] - 1
+    qx = (2 * torch.arange(out_shape[1], device=grid.device, dtype=grid.dtype) + 1) / out_shape[1] - 1
+    where = torch.stack(torch.broadcast_tensors(qx[None, :], qy[:, None]), -1)[None].expand(grid.shape[0], -1, -1, -1)
+    return F.grid_sample(grid.permute(0, 3, 1, 2), where, mode='bilinear', padding_mode='border',
+                         align_corners=True).permute(0, 2, 3, 1)
 
 
 def _upsample_grid(grid: Tensor, out_shape) -> Tensor:
+    """``upsample_grid(..., align_corners=True)`` without checks."""
     if tuple(grid.shape[1:3]) == tuple(out_shape):
         return grid
     up = F.interpolate(grid.permute(0, 3, 1, 2), size=tuple(out_shape), mode='bilinear', align_corners=True)

@@ -47,3 +47,34 @@ def forward_map(grid, pos):
     norm = torch.stack([pos[..., 0] / (w - 1) * 2 - 1, pos[..., 1] / (h - 1) * 2 - 1], -1)
     out = F.grid_sample(grid.permute(0, 3, 1, 2), norm[:, None], mode='bilinear', align_corners=True)
     return out[:, :, 0].permute(0, 2, 1)
+
+
+def tile_cover(grid, points, margin=0.0):
+    """Brute force: is each point inside some tile's quadrilateral? Tested against every tile.
+
+    The piecewise-bilinear warp maps tile ``(i, j)`` onto the quadrilateral of
+    its 4 corners (straight edges); for a convex corner quadrilateral the map is
+    one-to-one onto it. ``grid`` ``[B, h, w, 2]``, ``points`` ``[B, N, 2]``
+    (normalised); returns ``[B, N]`` bool: True where the point's signed distance
+    to every edge of some tile is at least ``margin`` (normalised units, inside
+    positive; a negative margin accepts points that far outside).
+    """
+    a, b = grid[:, :-1, :-1].flatten(1, 2), grid[:, :-1, 1:].flatten(1, 2)
+    c, d = grid[:, 1:, 1:].flatten(1, 2), grid[:, 1:, :-1].flatten(1, 2)
+    p = points[:, :, None, :]  # [B, N, 1, 2] against [B, 1, T, 2]
+    dist = []
+    for start, end in ((a, b), (b, c), (c, d), (d, a)):
+        edge = (end - start)[:, None]
+        length = edge.norm(dim=-1)
+        rel = p - start[:, None]
+        cross = edge[..., 0] * rel[..., 1] - edge[..., 1] * rel[..., 0]
+        dist.append(torch.where(length > 0, cross / length.clamp_min(1e-300), torch.full_like(cross, float('inf'))))
+    return (torch.stack(dist).amin(0) >= margin).any(-1)
+
+
+def convex_tiles(grid):
+    """True if every tile's corner quadrilateral is strictly convex with the grid's orientation."""
+    a, b, c, d = grid[:, :-1, :-1], grid[:, :-1, 1:], grid[:, 1:, 1:], grid[:, 1:, :-1]
+    corners = [(d, a, b), (a, b, c), (b, c, d), (c, d, a)]
+    turns = [(q - p)[..., 0] * (r - q)[..., 1] - (q - p)[..., 1] * (r - q)[..., 0] for p, q, r in corners]
+    return bool((torch.stack(turns) > 0).all())

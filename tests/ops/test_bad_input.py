@@ -46,7 +46,7 @@ def test_bad_attraction_fwhm(fwhm):
     (torch.full((1, 4, 5, 2), float('nan')), 'finite'),
 ])
 def test_bad_grid(grid, match):
-    for call in (lambda: invert_grid(grid, (8, 8)), lambda: upsample_grid(grid, (8, 8)),
+    for call in (lambda: invert_grid(grid, (8, 8), align_corners=True), lambda: upsample_grid(grid, (8, 8)),
                  lambda: zoom(torch.zeros(1, 3, 8, 8), grid, (4, 4))):
         with pytest.raises(ValueError, match=match):
             call()
@@ -55,7 +55,7 @@ def test_bad_grid(grid, match):
 @pytest.mark.parametrize('out_shape', [(0, 5), (5, -1), (3, ), 'big', (2.5, 3)])
 def test_bad_out_shape(out_shape):
     with pytest.raises(ValueError, match='out_shape'):
-        invert_grid(good_grid(), out_shape)
+        invert_grid(good_grid(), out_shape, align_corners=True)
     with pytest.raises(ValueError, match='out_shape'):
         zoom(torch.zeros(1, 3, 8, 8), good_grid(), out_shape)
 
@@ -77,7 +77,7 @@ def test_img_shapes_larger_than_padding():
 def test_folded_grid_cannot_be_inverted_separably():
     grid = good_grid().flip(2)
     with pytest.raises(ValueError, match='monotone'):
-        invert_grid(grid, (8, 8))
+        invert_grid(grid, (8, 8), align_corners=True)
 
 
 def test_fixed_warp_rejects_batched_saliency():

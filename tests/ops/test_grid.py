@@ -79,8 +79,17 @@ def test_dtype_and_device_follow_input():
     assert saliency_to_grid(saliency.float(), separable=False).dtype == torch.float32
 
 
-def test_upsample_grid_is_align_corners_bilinear():
+def test_upsample_grid_pixel_conventions():
+    """The identity grid upsamples to each convention's pixel-centre coordinates; align_corners=True is
+    F.interpolate's bilinear upsampling of the lattice."""
     grid = identity_grid(5, 7)
-    up = upsample_grid(grid, (9, 13))
-    assert (up - identity_grid(9, 13)).abs().max() < 1e-6
+    assert (upsample_grid(grid, (9, 13), align_corners=True) - identity_grid(9, 13)).abs().max() < 1e-6
+    half = upsample_grid(grid, (9, 13))  # default: half-pixel centres (2j + 1) / W - 1
+    xs = (2 * torch.arange(13.) + 1) / 13 - 1
+    ys = (2 * torch.arange(9.) + 1) / 9 - 1
+    assert (half[0, ..., 0] - xs[None]).abs().max() < 1e-6 and (half[0, ..., 1] - ys[:, None]).abs().max() < 1e-6
+    bent = grid.clone()
+    bent[0, 2, 3] += 0.1  # a non-identity grid: both conventions interpolate the same bilinear surface
+    ref = torch.nn.functional.interpolate(bent.permute(0, 3, 1, 2), size=(9, 13), mode='bilinear', align_corners=True)
+    assert torch.allclose(upsample_grid(bent, (9, 13), align_corners=True), ref.permute(0, 2, 3, 1), atol=1e-6)
     assert upsample_grid(grid, (5, 7)).shape == (1, 5, 7, 2)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lzu_mm.ops import LZWarp, sample_bilinear, saliency_to_grid, sampling_grid, uniform_saliency, unzoom, \
-    unzoom_positions, zoom
+from lzu_mm.ops import LZWarp, invert_points, level_strides, sample_bilinear, saliency_to_grid, sampling_grid, \
+    uniform_saliency, unzoom, unzoom_positions, zoom
 
 STRIDES = (8, 16, 32, 64, 128)
 
@@ -31,16 +31,22 @@ def peaked(h, w, seed=0):
     return torch.rand(1, 1, h, w, generator=gen)**4 + 0.05
 
 
-def test_uniform_zoom_then_unzoom_is_a_bilinear_resize():
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_uniform_zoom_then_unzoom_is_a_bilinear_resize(align_corners):
+    """A uniform zoom is the bilinear resize of the same pixel convention (False: OpenCV's / Resize's)."""
     x = torch.randn(2, 3, 90, 160)
-    resized = F.interpolate(x.double(), (45, 80), mode='bilinear', align_corners=True).float()
+    resized = F.interpolate(x.double(), (45, 80), mode='bilinear', align_corners=align_corners).float()
     # grid_sample reads float32 coordinates: the identity holds to ~1e-5 px, i.e. ~1e-5 on N(0, 1) noise
     grid = saliency_to_grid(uniform_saliency((27, 48)).double())
-    assert (unzoom(zoom(x, grid, (45, 80)), grid) - resized).abs().max() < 1e-4
-    warp = LZWarp(uniform_saliency((27, 48)))  # fixed warps compute their grid in float64
+    ac = dict(align_corners=align_corners)
+    assert (unzoom(zoom(x, grid, (45, 80), **ac), grid, **ac) - resized).abs().max() < 1e-4
+    warp = LZWarp(uniform_saliency((27, 48)), **ac)  # fixed warps compute their grid in float64
     assert (warp.unzoom(warp.zoom(x, (45, 80))) - resized).abs().max() < 1e-4
     grid32 = saliency_to_grid(uniform_saliency((27, 48)))  # float32 grid: identity within ~5e-7
-    assert (unzoom(zoom(x, grid32, (45, 80)), grid32) - resized).abs().max() < 5e-4
+    assert (unzoom(zoom(x, grid32, (45, 80), **ac), grid32, **ac) - resized).abs().max() < 5e-4
+    # the other convention is a different resize: off by up to (1 - s) / 2 pixels at scale s
+    other = F.interpolate(x.double(), (45, 80), mode='bilinear', align_corners=not align_corners).float()
+    assert (warp.zoom(x, (45, 80)) - other).abs().max() > 0.1
 
 
 @pytest.mark.parametrize('separable', [True, False])
@@ -195,19 +201,47 @@ def test_cuda_matches_cpu():
         assert torch.allclose(c, g.cpu(), atol=1e-5)
 
 
-def test_ops_imports_no_openmmlab_package(repo_root):
-    """lzu_mm.ops is pure torch: it imports and works where no OpenMMLab package can be imported."""
-    code = ('import sys\n'
-            'class Block:\n'
-            '    def find_spec(self, name, path=None, target=None):\n'
-            '        if name.split(".")[0] in ("mmcv", "mmengine", "mmdet", "mmseg", "mmdet3d"):\n'
-            '            raise ImportError("blocked " + name)\n'
-            'sys.meta_path.insert(0, Block())\n'
+@pytest.mark.parametrize('frameworks', ['blocked', 'installed'])
+def test_ops_imports_no_openmmlab_package(repo_root, frameworks):
+    """lzu_mm.ops is pure torch: it imports and works where no OpenMMLab package can be imported, and importing it
+    where they are installed imports none of them (the landed ``import lzu_mm`` registered all three frameworks)."""
+    block = ('class Block:\n'
+             '    def find_spec(self, name, path=None, target=None):\n'
+             '        if name.split(".")[0] in ("mmcv", "mmengine", "mmdet", "mmseg", "mmdet3d"):\n'
+             '            raise ImportError("blocked " + name)\n'
+             'sys.meta_path.insert(0, Block())\n')
+    code = ('import sys\n' + (block if frameworks == 'blocked' else '') +
             'import torch\n'
             'from lzu_mm.ops import LZWarp, uniform_saliency\n'
             'w = LZWarp(uniform_saliency((4, 5)))\n'
             'x = torch.randn(1, 2, 8, 8)\n'
             'assert torch.allclose(w.unzoom(x), x, atol=1e-4)\n'
-            'assert not any(m.split(".")[0] in ("mmcv", "mmengine", "mmdet", "mmseg", "mmdet3d") for m in sys.modules)\n')
+            'mm = [m for m in sys.modules if m.split(".")[0] in ("mmcv", "mmengine", "mmdet", "mmseg", "mmdet3d")]\n'
+            'assert not mm, mm\n')
     env = dict(os.environ, PYTHONPATH=repo_root)
     subprocess.run([sys.executable, '-c', code], check=True, env=env, cwd=repo_root)
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_separable_zoom_is_the_2d_evaluation_per_axis(align_corners):
+    """zoom(..., separable=True) evaluates a separable grid per axis: the same sampling grid (bit-identical in
+    float32, padded inputs and outputs, both pixel conventions) and the same gradients reaching the saliency."""
+    from lzu_mm.ops.warp import zoom_sampling_grid
+    saliency = torch.cat([peaked(31, 51, seed) for seed in (0, 1)]).double().requires_grad_()
+    grid = saliency_to_grid(saliency, attraction_fwhm=4.)
+    shapes = dict(img_shapes=[(120, 192), (110, 180)], out_img_shapes=[(60, 96), (56, 90)])
+    for dtype in (torch.float32, torch.float64):
+        dense_ = zoom_sampling_grid(grid.detach(), (120, 192), (64, 96), 2, dtype=dtype, align_corners=align_corners,
+                                    **shapes)
+        per_axis = zoom_sampling_grid(grid.detach(), (120, 192), (64, 96), 2, dtype=dtype,
+                                      align_corners=align_corners, separable=True, **shapes)
+        assert float((dense_ - per_axis).abs().max()) <= (0 if dtype == torch.float32 else 1e-15)
+    images = torch.rand(2, 3, 120, 192, dtype=torch.float64)
+    weights = torch.rand(64, 96, dtype=torch.float64)
+    grads = []
+    for separable in (False, True):
+        out = zoom(images, grid, (64, 96), align_corners=align_corners, separable=separable, **shapes)
+        grads.append(torch.autograd.grad((out * weights).sum(), saliency, retain_graph=True)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match='not separable'):
+        zoom(images, saliency_to_grid(peaked(31, 51).double(), separable=False), (64, 96), separable=True)
