@@ -1,13 +1,12 @@
 """lzu_mm: LZU ("Learning to Zoom and Unzoom", Thavamani et al., CVPR 2023) for OpenMMLab.
 
-``import lzu_mm`` registers the plugin's modules for every OpenMMLab framework
-that is installed (MMDetection, MMSegmentation, MMDetection3D); each
-integration lives in its own subpackage (``lzu_mm.mmdet``, ``lzu_mm.mmseg``,
-``lzu_mm.mmdet3d``) and imports only its own framework, so a user with one of
-them installed can use that part. ``lzu_mm.ops`` is pure PyTorch.
-
-Configs load the plugin with ``custom_imports = dict(imports=['lzu_mm.mmdet'])``
-(or ``lzu_mm.mmseg`` / ``lzu_mm.mmdet3d``).
+``import lzu_mm`` imports nothing else: ``lzu_mm.ops`` (the warp core) is
+pure PyTorch and stays free of OpenMMLab imports. Each integration lives in
+its own subpackage (``lzu_mm.mmdet``, ``lzu_mm.mmseg``, ``lzu_mm.mmdet3d``,
+``lzu_mm.visualization``) and imports only its own framework; importing it
+registers its modules. Configs load them with
+``custom_imports = dict(imports=['lzu_mm.mmdet'])`` (or ``lzu_mm.mmseg`` /
+``lzu_mm.mmdet3d``); :func:`register_all_modules` imports every installed one.
 """
 import importlib
 import importlib.util
@@ -27,24 +26,24 @@ def _installed(name: str) -> bool:
 
 
 def register_all_modules() -> list:
-    """Import (and so register) the integration of every installed framework; returns their names."""
+    """Import (and so register) the integration of every installed framework; returns their names.
+
+    Importing any integration also lets ``torch.load`` read the checkpoints
+    mmengine writes (:func:`lzu_mm.common.allow_mmengine_checkpoints`). A
+    framework whose import fails is skipped with a warning, so a broken
+    install does not hide the others.
+    """
     loaded = []
     for framework, module in _INTEGRATIONS:
         if not (_installed(framework) and _installed(module)):
             continue
         try:
             importlib.import_module(module)
-        except ImportError as exc:  # a broken framework install must not hide the others
+        except ImportError as exc:
             warnings.warn(f'lzu_mm: {module} not registered, importing {framework} failed: {exc}')
             continue
         loaded.append(module)
     return loaded
 
-
-if _installed('mmengine'):
-    from .common.checkpoint import allow_mmengine_checkpoints
-    allow_mmengine_checkpoints()
-
-register_all_modules()
 
 __all__ = ['__version__', 'register_all_modules']

@@ -7,18 +7,28 @@ Importing this module registers, in MMDetection's registries:
 * ``FixedSaliencyZoom`` (``TRANSFORMS``): the fixed-saliency LZ zoom standing
   where ``Resize`` stands; ``ChainedResize``: a uniform ``Resize`` whose
   ``scale_factor`` stays relative to the original image after an earlier
-  resize (the cross-scale regime of Table 2).
+  resize (the cross-scale regime of Table 2); ``ResizeWithSource``: a
+  ``Resize`` that also hands the model the full-resolution image, for a
+  detector that zooms it itself (``model.lzu``).
 * ``LZURetinaNet``, ``LZUFCOS``, ``LZUFasterRCNN`` (``MODELS``): detectors
-  whose ``extract_feat`` unzooms every FPN level (:class:`lzu_mm.common.LZUMixin`).
+  whose ``extract_feat`` unzooms every FPN level (:class:`lzu_mm.common.LZUMixin`);
+  ``LZUAdaptiveRetinaNet``: the warp of every frame built from boxes (video,
+  :class:`lzu_mm.common.AdaptiveSaliencyMixin`; its ``SequenceSampler``,
+  ``OnlineTestLoop`` / ``OnlineValLoop`` and ``CascadeSaliencyHook`` are in
+  mmengine's registries).
+* ``FOVEARetinaNet``, ``FOVEAFasterRCNN`` (``MODELS``): the FOVEA baseline,
+  the whole detector on the zoomed image, ground truth zoomed with the exact
+  inverse, boxes mapped back with the forward warp (:mod:`lzu_mm.mmdet.fovea`).
 
 Configs load it with ``custom_imports = dict(imports=['lzu_mm.mmdet'],
 allow_failed_imports=False)``.
 """
 from .datasets import ARGOVERSE_HD_CLASSES, ArgoverseHDDataset
-from .detectors import LZUFasterRCNN, LZUFCOS, LZURetinaNet
-from .transforms import ChainedResize, FixedSaliencyZoom
+from .detectors import LZUAdaptiveRetinaNet, LZUFasterRCNN, LZUFCOS, LZURetinaNet
+from .fovea import FOVEAFasterRCNN, FOVEAMixin, FOVEARetinaNet
+from .transforms import ChainedResize, FixedSaliencyZoom, ResizeWithSource
 
 __all__ = [
-    'ARGOVERSE_HD_CLASSES', 'ArgoverseHDDataset', 'FixedSaliencyZoom', 'ChainedResize', 'LZURetinaNet', 'LZUFCOS',
-    'LZUFasterRCNN'
+    'ARGOVERSE_HD_CLASSES', 'ArgoverseHDDataset', 'FixedSaliencyZoom', 'ChainedResize', 'ResizeWithSource',
+    'LZURetinaNet', 'LZUFCOS', 'LZUFasterRCNN', 'LZUAdaptiveRetinaNet', 'FOVEAMixin', 'FOVEARetinaNet', 'FOVEAFasterRCNN'
 ]

@@ -23,7 +23,7 @@ from typing import Optional
 from mmdet.models.detectors import FCOS, FasterRCNN, RetinaNet
 from mmdet.registry import MODELS
 
-from lzu_mm.common import LZUMixin
+from lzu_mm.common import AdaptiveSaliencyMixin, LZUMixin
 
 
 class _LZUDetector(LZUMixin):
@@ -54,3 +54,31 @@ class LZUFCOS(_LZUDetector, FCOS):
 @MODELS.register_module()
 class LZUFasterRCNN(_LZUDetector, FasterRCNN):
     """Faster R-CNN with LZU (two-stage): the RPN and the RoI head see unzoomed FPN levels."""
+
+
+@MODELS.register_module()
+class LZUAdaptiveRetinaNet(AdaptiveSaliencyMixin, RetinaNet):
+    """RetinaNet with LZU and an adaptive saliency per frame (LZU Table 1 "LZU, adaptive"; FOVEA KDE SI / LKDE / SC).
+
+    Zooms the full-resolution image (``ResizeWithSource`` in the pipeline)
+    with a saliency built from boxes: jittered ground truth (then, cascaded,
+    its own detections) in training, the previous frame's detections online
+    (:class:`lzu_mm.common.AdaptiveSaliencyMixin`); every FPN level is
+    unzoomed with that frame's inverse.
+
+    Args:
+        lzu: the LZ grid (``grid_shape``, ``separable``, ``attraction_fwhm``,
+            ``anti_crop``, ``align_corners``) and the fixed saliency
+            (``saliency``: a file for the composite / fixed fallback, or
+            ``'uniform'``); see :func:`lzu_mm.common.build_lzu_warp`.
+        adaptive: see :meth:`lzu_mm.common.AdaptiveSaliencyMixin.init_adaptive`.
+        *args, **kwargs: ``RetinaNet`` arguments.
+
+    Raises:
+        ValueError / FileNotFoundError: bad ``lzu`` / ``adaptive`` config or saliency file.
+    """
+
+    def __init__(self, *args, lzu: Optional[dict] = None, adaptive: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.init_lzu(lzu)
+        self.init_adaptive(adaptive)

@@ -2,7 +2,7 @@
 from mmdet.datasets.transforms import Resize
 from mmdet.registry import TRANSFORMS
 
-from lzu_mm.common import LZZoomMixin
+from lzu_mm.common import LZZoomMixin, SourceResizeMixin
 
 
 class _ComposeScaleFactor:
@@ -71,4 +71,18 @@ class ChainedResize(_ComposeScaleFactor, Resize):
     test at another input scale than the model's), e.g.
     ``[LoadImageFromFile, Resize(scale=(480, 300)), ChainedResize(scale=(960, 600)), ...]``.
     Without an earlier resize it is exactly ``Resize``.
+    """
+
+
+@TRANSFORMS.register_module()
+class ResizeWithSource(_ComposeScaleFactor, SourceResizeMixin, Resize):
+    """MMDetection ``Resize`` that also hands the model the full-resolution image (model-side zoom).
+
+    The image, boxes and masks are resized uniformly as by ``Resize`` (same
+    arguments), and the image before the resize goes to the model in
+    ``results['lzu_zoom']`` (:class:`lzu_mm.common.SourceResizeMixin`); an LZU
+    detector with a model-side warp (``model.lzu=dict(...)``) zooms it on the
+    device to the resized image's frame. ``scale_factor`` is composed with an
+    earlier resize's. Add ``'lzu_zoom'`` (and ``'homography_matrix'``) to
+    ``PackDetInputs.meta_keys``.
     """

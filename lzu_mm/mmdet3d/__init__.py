@@ -11,7 +11,8 @@ Importing this module registers, in MMDetection3D's registries:
 * ``FixedSaliencyZoom3D`` (``TRANSFORMS``): the fixed-saliency LZ zoom
   standing where ``Resize3D`` stands (intrinsics, ``centers_2d`` and 2D boxes
   scale uniformly, depths stay); ``ChainedResize3D``: ``Resize3D`` after an
-  earlier resize (Table 2's cross-scale regime).
+  earlier resize (Table 2's cross-scale regime); ``ResizeWithSource3D``:
+  ``Resize3D`` handing the model the full-resolution image to zoom itself.
 * ``NuScenesSubsetMetric`` (``METRICS``): mAP, mATE, mASE, mAOE, mAVE, mAAE
   and NDS of monocular predictions against the info file's annotations,
   with nuscenes-devkit's evaluation, on any subset.
@@ -22,9 +23,9 @@ allow_failed_imports=False)``.
 from .detectors import (LZUFCOSMono3D, LZUMono3DMixin, LZUSMOKEMono3D, ResizedFCOSMono3D, ResizedInputMono3DMixin,
                         lzu_mono3d_detector)
 from .metrics import NuScenesSubsetMetric
-from .transforms import ChainedResize3D, FixedSaliencyZoom3D
+from .transforms import ChainedResize3D, FixedSaliencyZoom3D, ResizeWithSource3D
 
 __all__ = [
     'LZUFCOSMono3D', 'LZUSMOKEMono3D', 'LZUMono3DMixin', 'ResizedFCOSMono3D', 'ResizedInputMono3DMixin',
-    'lzu_mono3d_detector', 'FixedSaliencyZoom3D', 'ChainedResize3D', 'NuScenesSubsetMetric'
+    'lzu_mono3d_detector', 'FixedSaliencyZoom3D', 'ChainedResize3D', 'ResizeWithSource3D', 'NuScenesSubsetMetric'
 ]

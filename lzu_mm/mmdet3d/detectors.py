@@ -74,9 +74,10 @@ class LZUMono3DMixin(LZUMixin):
 
     Raises:
         ValueError / FileNotFoundError: bad ``lzu`` config or saliency file
-            (at build time); a sample zoomed by the pipeline, flipped after
-            zooming, without ``flip_direction`` in its metainfo (at the first
-            forward).
+            (at build time); a sample transformed after the pipeline's zoom in
+            a way its record cannot describe, e.g. flipped without
+            ``flip_direction`` in its metainfo (at the forward, see
+            :func:`lzu_mm.common.model.post_zoom_flip`).
     """
 
     def __init__(self, *args, lzu: Optional[dict] = None, **kwargs) -> None:
@@ -94,15 +95,6 @@ class LZUMono3DMixin(LZUMixin):
     def _lzu_replace_images(self, inputs: dict, images: Tensor) -> dict:
         """A shallow copy of ``inputs`` with ``'imgs'`` replaced (the caller's dict is not changed)."""
         return {**inputs, 'imgs': images}
-
-    def lzu_zoom(self, inputs, data_samples=None):
-        for sample in data_samples or []:
-            meta = sample.metainfo if hasattr(sample, 'metainfo') else sample
-            if meta.get('lzu_zoom') is not None and meta.get('flip', False) and meta.get('flip_direction') is None:
-                raise ValueError(f"{type(self).__name__}: sample {meta.get('img_path', '?')} was zoomed by the "
-                                 "pipeline and flipped, but its metainfo has no 'flip_direction' to mirror the LZ "
-                                 "grid with; add 'flip_direction' (and 'lzu_zoom') to Pack3DDetInputs.meta_keys")
-        return super().lzu_zoom(inputs, data_samples)
 
 
 def lzu_mono3d_detector(base: type, name: Optional[str] = None, register: bool = True) -> type:

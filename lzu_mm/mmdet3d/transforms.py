@@ -9,7 +9,7 @@ import numpy as np
 from mmdet3d.datasets.transforms import Resize3D
 from mmdet3d.registry import TRANSFORMS
 
-from lzu_mm.common import LZZoomMixin
+from lzu_mm.common import LZZoomMixin, SourceResizeMixin
 
 
 class _ComposeScaleFactor3D:
@@ -90,6 +90,21 @@ class ChainedResize3D(_ComposeScaleFactor3D, Resize3D):
     resize to another input scale (Table 2), e.g. ``[LoadImageFromFileMono3D,
     Resize3D(scale=(400, 225)), ChainedResize3D(scale=(800, 450)), ...]``.
     Without an earlier resize it is ``Resize3D`` (with the ``cam2img`` check).
+
+    Raises:
+        ValueError: a sample without ``cam2img``.
+    """
+
+
+@TRANSFORMS.register_module()
+class ResizeWithSource3D(_ComposeScaleFactor3D, SourceResizeMixin, Resize3D):
+    """``Resize3D`` that also hands the model the full-resolution image (model-side zoom).
+
+    Intrinsics, ``centers_2d``, 2D boxes and the image are resized uniformly
+    as by ``Resize3D`` (same arguments); the image before the resize goes to
+    the model in ``results['lzu_zoom']`` (:class:`lzu_mm.common.SourceResizeMixin`),
+    and an LZU monocular detector with a model-side warp (``model.lzu``) zooms
+    it on the device. Add ``'lzu_zoom'`` to ``Pack3DDetInputs.meta_keys``.
 
     Raises:
         ValueError: a sample without ``cam2img``.

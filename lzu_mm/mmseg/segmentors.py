@@ -1,11 +1,28 @@
 """LZU segmentor: an mmseg ``EncoderDecoder`` with features unzoomed after the neck (LZU §4, §5.2)."""
 from typing import List, Optional
 
-from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from lzu_mm.common import LZUMixin
+
+
+#: Backbones made of non-overlapping patches (a patch embedding with kernel == stride and no padding, then patch
+#: merging or a single level resized by the neck): cell ``i`` of a stride-``s`` level covers pixels ``i s`` to
+#: ``i s + s - 1``, so :class:`LZUEncoderDecoder` unzooms them with ``cell_centre='block'`` unless ``model.lzu`` sets
+#: it. Every other backbone -- ResNets (dilated ones included), MiT's overlapping patch embeddings (7x7/4 padding 3,
+#: 3x3/2 padding 1), HRNet, MobileNets -- has conv-aligned cells (``'conv'``, the default). Matched by class name.
+BLOCK_CENTRED_BACKBONES = frozenset({'SwinTransformer', 'VisionTransformer', 'MAE', 'BEiT', 'PCPVT', 'SVT', 'ConvNeXt'})
+
+
+def _cell_centre_default(lzu: Optional[dict], backbone) -> Optional[dict]:
+    """``lzu`` with ``cell_centre='block'`` for a :data:`BLOCK_CENTRED_BACKBONES` backbone unless it sets one."""
+    kind = backbone.get('type') if isinstance(backbone, dict) else None
+    name = (kind.__name__ if isinstance(kind, type) else str(kind)).split('.')[-1]
+    if name not in BLOCK_CENTRED_BACKBONES or (lzu or {}).get('cell_centre') is not None:
+        return lzu
+    return dict(lzu or {}, cell_centre='block')
 
 
 @MODELS.register_module()
@@ -20,8 +37,8 @@ class LZUEncoderDecoder(LZUMixin, EncoderDecoder):
     Losses compare them with the uniformly resized ``gt_seg_map``; at test
     time mmseg's post-processing resizes the logits from ``img_shape`` to
     ``ori_shape`` as usual. Works with any ``EncoderDecoder`` config whose
-    ``extract_feat`` returns 2-D feature maps (PSPNet + FPN, FCN, DeepLabV3,
-    ...).
+    ``extract_feat`` returns 2-D feature maps (tested: PSPNet + FPN, FCN,
+    DeepLabV3, DeepLabV3+ on a dilated ResNet, UperNet, SegFormer).
 
     Where the zoom happens:
 
@@ -32,15 +49,31 @@ class LZUEncoderDecoder(LZUMixin, EncoderDecoder):
     * model: ``lzu=dict(saliency=..., grid_shape=...)`` zooms each input
       image in place (same size) on the model's device.
 
+    Feature cells are conv-aligned (``lzu.cell_centre='conv'``) except for
+    the patch backbones of :data:`BLOCK_CENTRED_BACKBONES` (Swin, ViT, BEiT,
+    MAE, Twins, ConvNeXt), which default to ``'block'``.
+
     Args:
         lzu: model-side warp config (see :func:`lzu_mm.common.build_lzu_warp`)
             or ``None`` to rely on the pipeline's ``lzu_zoom`` record.
         *args, **kwargs: ``EncoderDecoder`` arguments.
 
+    Sliding-window inference (``test_cfg.mode='slide'``, the stock
+    Cityscapes configs of SegFormer and others) zooms *each window* with the
+    model's own warp (``model.lzu``) and unzooms it with the same warp: the
+    windows are cut from the uniformly resized image (keep ``Resize`` in the
+    test pipeline), exactly as ``EncoderDecoder`` cuts them, and the
+    overlapping window logits are averaged as usual. This matches a training
+    pipeline that crops (``RandomCrop``) and lets the model zoom each crop.
+    A warp recorded by the pipeline (``FixedSaliencyZoom``, ``ResizeWithSource``)
+    belongs to the whole image and cannot be cut into windows.
+
     Raises:
-        ValueError: ``test_cfg.mode`` is ``'slide'``: sliding-window inference
-            would run each window with the warp of the whole image; LZU needs
-            whole-image inference (``test_cfg=dict(mode='whole')``).
+        ValueError: at build time, ``test_cfg.mode='slide'`` without a
+            model-side warp (``lzu=None``: the pipeline would have to zoom,
+            see above): set ``model.lzu=dict(saliency=..., grid_shape=...)``
+            to zoom each window, or ``test_cfg=dict(mode='whole')``; at the
+            forward, a sliding-window batch that carries ``lzu_zoom`` records.
 
     An ``EncoderDecoder`` checkpoint loads with ``strict=True`` (LZU adds no
     parameters or persistent buffers).
@@ -48,22 +81,56 @@ class LZUEncoderDecoder(LZUMixin, EncoderDecoder):
 
     def __init__(self, *args, lzu: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.init_lzu(lzu)
-        self._check_whole_inference()
+        self.init_lzu(_cell_centre_default(lzu, kwargs.get('backbone', args[0] if args else None)))
+        self._lzu_per_window = False  # True while slide_inference zooms each window
+        if self._sliding() and (self.lzu_warp is None or self._lzu_needs_source() is not None):
+            what = self._lzu_needs_source() or 'none (lzu=None: the pipeline would zoom the whole image)'
+            raise ValueError(f"{type(self).__name__}: test_cfg.mode='slide' zooms each window with the model's own "
+                             f'fixed warp, bilinearly, but the model has {what}; set '
+                             "model.lzu=dict(saliency=..., grid_shape=...) and keep Resize in the test pipeline, "
+                             "or use whole-image inference with the pipeline's zoom: model.test_cfg=dict(mode='whole')")
 
-    def _check_whole_inference(self) -> None:
-        mode = (self.test_cfg or {}).get('mode', 'whole')
-        if mode != 'whole':
-            raise ValueError(f"{type(self).__name__} supports only whole-image inference, got test_cfg.mode={mode!r}: "
-                             'sliding windows would be unzoomed with the warp of the whole zoomed image. '
-                             "Set model.test_cfg=dict(mode='whole').")
+    def _sliding(self) -> bool:
+        return (self.test_cfg or {}).get('mode', 'whole') == 'slide'
 
-    def inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """Whole-image inference (see :class:`EncoderDecoder`); refuses ``mode='slide'`` (ValueError)."""
-        self._check_whole_inference()
-        return super().inference(inputs, batch_img_metas)
+    def predict(self, inputs: Tensor, data_samples=None):
+        """``EncoderDecoder.predict``; in slide mode each window is zoomed by :meth:`encode_decode`, not the image."""
+        if not self._sliding():
+            return super().predict(inputs, data_samples)
+        return super(LZUMixin, self).predict(inputs, data_samples)  # the base predict, without the whole-image zoom
 
     def slide_inference(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """Not supported with LZU: raises ``ValueError`` (use whole-image inference)."""
-        raise ValueError(f'{type(self).__name__} does not support sliding-window inference: each window would be '
-                         "unzoomed with the warp of the whole zoomed image. Use test_cfg=dict(mode='whole').")
+        """``EncoderDecoder.slide_inference`` with a zoom per window (model-side warp; see the class docstring).
+
+        Raises:
+            ValueError: a sample carries an ``lzu_zoom`` record (the pipeline
+                zoomed or handed over the whole image), or the model has no
+                warp of its own.
+        """
+        if any(m.get('lzu_zoom') is not None for m in batch_img_metas) or self.lzu_warp is None:
+            raise ValueError(f'{type(self).__name__}: sliding-window inference zooms each window with the model\'s '
+                             'own warp (model.lzu), but the batch was zoomed by the pipeline (lzu_zoom records) or the '
+                             "model has no warp: keep Resize in the test pipeline and set model.lzu, or use "
+                             "test_cfg=dict(mode='whole')")
+        self._lzu_per_window = True
+        try:
+            return super().slide_inference(inputs, batch_img_metas)
+        finally:
+            self._lzu_per_window = False
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        """``EncoderDecoder.encode_decode``; a window of :meth:`slide_inference` is zoomed here (all of it valid)."""
+        if not self._lzu_per_window:
+            return super().encode_decode(inputs, batch_img_metas)
+        with self.lzu_context(inputs, None) as zoomed:
+            return super().encode_decode(zoomed, batch_img_metas)
+
+
+@MODELS.register_module()
+class LZUCascadeEncoderDecoder(LZUEncoderDecoder, CascadeEncoderDecoder):
+    """``CascadeEncoderDecoder`` (OCRNet, PointRend) with LZU: every decode head of the cascade sees unzoomed features.
+
+    Same arguments as ``CascadeEncoderDecoder`` plus ``lzu``; zoom, unzoom,
+    sliding windows and cell centres as :class:`LZUEncoderDecoder`. A
+    ``CascadeEncoderDecoder`` checkpoint loads with ``strict=True``.
+    """

@@ -7,6 +7,8 @@
   image LZ-zoomed by a fixed saliency instead of resized; ``gt_seg_map`` is
   resized *uniformly* with nearest neighbour by ``Resize`` itself, so labels
   stay un-warped, and ``results['lzu_zoom']`` records the warp for the model.
+* :class:`ResizeWithSource` -- mmcv's ``Resize`` that also hands the model the
+  image before the resize, for a segmentor that zooms it itself.
 """
 from typing import Optional, Sequence
 
@@ -14,7 +16,7 @@ import numpy as np
 from mmcv.transforms import CenterCrop, Resize
 from mmseg.registry import TRANSFORMS
 
-from lzu_mm.common import LZZoomMixin
+from lzu_mm.common import LZZoomMixin, SourceResizeMixin
 
 _CROP_KEYS = ('img', 'gt_seg_map')
 
@@ -141,3 +143,15 @@ class FixedSaliencyZoom(LZZoomMixin, Resize):
                                      f'{img.shape[0]}x{img.shape[1]}{_where(results)}; the label map must have '
                                      "the image's size to be resized with it")
         return super().transform(results)
+
+
+@TRANSFORMS.register_module()
+class ResizeWithSource(SourceResizeMixin, Resize):
+    """mmcv ``Resize`` that also hands the model the full-resolution image (model-side zoom).
+
+    The image and ``gt_seg_map`` are resized uniformly as by ``Resize`` (same
+    arguments); the image before the resize goes to the model in
+    ``results['lzu_zoom']`` (:class:`lzu_mm.common.SourceResizeMixin`), and an
+    :class:`LZUEncoderDecoder` with a model-side warp (``model.lzu``) zooms it
+    on the device. Add ``'lzu_zoom'`` to ``PackSegInputs.meta_keys``.
+    """

@@ -14,15 +14,18 @@ matplotlib is imported only when a figure is drawn.
 import importlib.util
 
 from .config_warp import ConfigWarp, resized_shape, warp_from_config
-from .panels import (draw_magnification, draw_predictions, draw_saliency, draw_sampling_grid, draw_unzoomed,
-                     draw_zoomed, figure_to_array, plot_lzu_panels, save_panels)
+from .panels import (draw_coefficient_deviation, draw_coefficients, draw_magnification, draw_predictions,
+                     draw_saliency, draw_saliency_map, draw_sampling_grid, draw_unzoomed, draw_zoomed, figure_to_array,
+                     plot_lzu_panels, save_panels, save_saliency_figure)
 from .predictions import predictions_from_sample, project_corners
 from .warp_maps import (WarpPanels, compute_warp_panels, coverage_mask, grid_lines_px, inverse_grid,
                         magnification_map, uniform_resize, unzoom_image, zoom_image)
 
 __all__ = [
-    'ConfigWarp', 'resized_shape', 'warp_from_config', 'draw_magnification', 'draw_predictions', 'draw_saliency',
-    'draw_sampling_grid', 'draw_unzoomed', 'draw_zoomed', 'figure_to_array', 'plot_lzu_panels', 'save_panels',
+    'ConfigWarp', 'resized_shape', 'warp_from_config', 'draw_coefficients', 'draw_coefficient_deviation',
+    'draw_magnification', 'draw_predictions', 'draw_saliency', 'draw_saliency_map', 'save_saliency_figure',
+    'draw_sampling_grid', 'draw_unzoomed', 'draw_zoomed',
+    'figure_to_array', 'plot_lzu_panels', 'save_panels',
     'predictions_from_sample', 'project_corners', 'WarpPanels', 'compute_warp_panels', 'coverage_mask',
     'grid_lines_px', 'inverse_grid', 'magnification_map', 'uniform_resize', 'unzoom_image', 'zoom_image'
 ]

@@ -130,33 +130,6 @@ def resized_shape(resize: Optional[dict], ori_shape: Sequence[int]) -> Tuple[int
     return int(h * float(fh) + 0.5), int(w * float(fw) + 0.5)
 
 
-def override_saliency(cfg, saliency: str) -> int:
-    """Point every fixed-saliency zoom transform and ``model.lzu`` of ``cfg`` at another saliency file, in place.
-
-    Every dict holding both ``saliency`` and ``grid_shape`` (zoom transforms
-    in any pipeline, ``model.lzu``) gets ``saliency=saliency``.
-
-    Returns:
-        The number of entries changed.
-    """
-    changed = 0
-
-    def visit(node):
-        nonlocal changed
-        if isinstance(node, dict):
-            if all(k in node for k in ZOOM_KEYS):
-                node['saliency'] = saliency
-                changed += 1
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                visit(value)
-
-    visit(cfg._cfg_dict if hasattr(cfg, '_cfg_dict') else cfg)
-    return changed
-
-
 def warp_from_config(cfg, saliency: Optional[str] = None) -> ConfigWarp:
     """The warp that ``cfg`` applies: its pipeline zoom transform, else ``model.lzu``, else none.
 
@@ -173,7 +146,8 @@ def warp_from_config(cfg, saliency: Optional[str] = None) -> ConfigWarp:
     if resize is not None and all(k in resize for k in ZOOM_KEYS):
         path = str(saliency or resize['saliency'])
         warp = LZWarp(load_saliency(path, resize['grid_shape']), separable=resize.get('separable', True),
-                      attraction_fwhm=resize.get('attraction_fwhm', 13.), anti_crop=resize.get('anti_crop', True))
+                      attraction_fwhm=resize.get('attraction_fwhm', 13.), anti_crop=resize.get('anti_crop', True),
+                      align_corners=resize.get('align_corners', False))
         return ConfigWarp(warp, 'pipeline', resize, path)
     lzu = _to_plain(cfg.get('model', {})).get('lzu')
     if lzu:

@@ -13,15 +13,16 @@ through the runner's ``Visualizer`` backends -- ``LocalVisBackend`` saves
 ``TensorboardVisBackend`` adds an image summary.
 """
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from lzu_mm.ops import load_saliency
+from lzu_mm.ops import interpolate, load_saliency, zoom_sampling_grid
 
 from .config_warp import image_before_zoom
 from .panels import figure_to_array, plot_lzu_panels
@@ -31,6 +32,13 @@ from .warp_maps import compute_warp_panels
 
 def _meta(sample) -> dict:
     return sample.metainfo if hasattr(sample, 'metainfo') else dict(sample)
+
+
+def _img_path(meta: dict):
+    path = meta.get('img_path')
+    if isinstance(path, (list, tuple)):
+        path = path[0] if path else None
+    return path
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -45,10 +53,13 @@ def read_rgb(path: str) -> np.ndarray:
 class LZUVisualizationHook(Hook):
     """Write the LZU panels (saliency, zoomed image, sampling grid, magnification, unzoom, predictions).
 
-    The warp of a sample is the grid its pipeline recorded in the metainfo
-    (``lzu_zoom``, written by the fixed-saliency zoom transform) or, when the
-    model zooms itself, the model's ``lzu_warp``. Samples with neither are
-    skipped (logged once). The original image is read from the sample's
+    The warp of a sample is the grid recorded in its metainfo (``lzu_zoom``:
+    written by the fixed-saliency zoom transform, or by a model that zoomed
+    the full-resolution source itself, with the per-image saliency when the
+    model learns it) or, when the model zooms itself, the model's
+    ``lzu_warp``. Samples with neither are skipped (logged once). A model
+    that interpolates with a learned module (``model.lzu.interpolation``,
+    e.g. DownsizeNet) gets its zoomed image and coefficient maps drawn. The original image is read from the sample's
     ``img_path`` and passed through the test-pipeline transforms before the
     zoom (e.g. a centre crop); the zoomed size is its ``img_shape``.
 
@@ -89,9 +100,12 @@ class LZUVisualizationHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         return getattr(model, 'lzu_warp', None)
 
-    def _saliency(self, path: Optional[str], grid_shape):
-        if not path:
+    def _saliency(self, path, grid_shape):
+        if path is None or isinstance(path, str) and not path:
             return None
+        if not isinstance(path, str):  # a per-image (learned) saliency recorded by the model
+            sal = np.asarray(path, dtype=np.float64)
+            return sal.reshape(sal.shape[-2:])
         if path not in self._saliency_cache:
             try:
                 self._saliency_cache[path] = load_saliency(path, grid_shape)[0, 0].numpy()
@@ -100,44 +114,74 @@ class LZUVisualizationHook(Hook):
         return self._saliency_cache[path]
 
     def warp_of(self, runner, meta: dict):
-        """``(grid [h, w, 2], saliency [h, w] or None, separable)`` of a sample, or None if it was not zoomed."""
+        """``(grid [h, w, 2], saliency [h, w] or None, separable, align_corners)`` of a sample, or None if not zoomed."""
         record = meta.get('lzu_zoom')
-        if record is not None:
+        if record is not None and record.get('grid') is not None:
             grid = np.asarray(record['grid'], dtype=np.float32)
-            return grid, self._saliency(record.get('saliency'), grid.shape[:2]), bool(record.get('separable', True))
+            return (grid, self._saliency(record.get('saliency'), grid.shape[:2]), bool(record.get('separable', True)),
+                    bool(record.get('align_corners', False)))
         warp = self._model_warp(runner)
         if warp is None:
             return None
-        return warp.grid()[0].cpu().numpy(), warp.saliency[0, 0].cpu().numpy(), bool(warp.separable)
+        return (warp.grid()[0].cpu().numpy(), warp.saliency[0, 0].cpu().numpy(), bool(warp.separable),
+                warp.align_corners)
+
+    def _interpolation(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        interp = getattr(model, 'lzu_interpolation', None)
+        return interp if hasattr(interp, 'coefficient_maps') else None
+
+    @torch.no_grad()
+    def _learned_zoom(self, interp, image: np.ndarray, grid: np.ndarray, out_shape, align_corners: bool):
+        """``(zoomed [h, w, 3] RGB uint8, coefficients [4, h, w], bilinear weights [4, h, w])`` of a learned
+        interpolation on the full-resolution image, at the warp's positions (the model sees BGR sources)."""
+        param = next(interp.parameters())
+        src = torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1)[None].to(param)
+        sampling = zoom_sampling_grid(torch.from_numpy(np.asarray(grid, dtype=np.float64))[None].to(param.device),
+                                      src.shape[-2:], out_shape, align_corners=align_corners).to(param.dtype)
+        a, w, neighbours = interp.coefficient_maps(src, sampling)
+        zoomed = interpolate(neighbours, a)[0].permute(1, 2, 0).flip(-1).clamp(0, 255).round()
+        return zoomed.byte().cpu().numpy(), a[0].cpu().numpy(), w[0].cpu().numpy()
+
+    def figure_for(self, runner, sample, index: int = 0, mode: str = 'test'):
+        """The panel figure of one predicted sample, or None when it has no warp or no ``img_path``."""
+        dataset_meta = getattr(runner.visualizer, 'dataset_meta', None) or {}
+        meta = _meta(sample)
+        found = self.warp_of(runner, meta)
+        img_path = _img_path(meta)
+        if found is None or img_path is None:
+            if not self._warned:
+                print_log(f'LZUVisualizationHook: sample {index} has no LZ warp (no lzu_zoom metainfo and no '
+                          'model.lzu_warp) or no img_path; nothing drawn', logger='current')
+                self._warned = True
+            return None
+        grid, saliency, separable, align_corners = found
+        image = image_before_zoom(runner.cfg, read_rgb(img_path), img_path)  # e.g. a centre crop first
+        out_shape = tuple(meta.get('img_shape', image.shape[:2]))[:2]
+        learned = dict()
+        interp = self._interpolation(runner)
+        if interp is not None and (meta.get('lzu_zoom') or {}).get('mode') == 'source':
+            zoomed, coefficients, bilinear = self._learned_zoom(interp, image, grid, out_shape, align_corners)
+            learned = dict(zoomed=zoomed, coefficients=coefficients, bilinear=bilinear)
+        kind = 'learned' if isinstance((meta.get('lzu_zoom') or {}).get('saliency'), np.ndarray) else 'fixed'
+        panels = compute_warp_panels(image, grid, out_shape, saliency, separable, self.max_side, align_corners,
+                                     saliency_kind=kind, **learned)
+        preds = predictions_from_sample(sample, self.score_thr, dataset_meta.get('classes'),
+                                        dataset_meta.get('palette'))
+        stem = osp.splitext(osp.basename(img_path))[0]
+        return plot_lzu_panels(panels, preds, show_predictions=True, title=f'{stem} ({mode}, sample {index})')
 
     def _draw(self, runner, batch_idx: int, outputs: Sequence, mode: str) -> None:
         if not outputs:
             return
-        dataset_meta = getattr(runner.visualizer, 'dataset_meta', None) or {}
-        classes = dataset_meta.get('classes')
-        palette = dataset_meta.get('palette')
         for k, sample in enumerate(outputs):
             index = batch_idx * len(outputs) + k
             if index % self.interval:
                 continue
-            meta = _meta(sample)
-            found = self.warp_of(runner, meta)
-            img_path = meta.get('img_path')
-            if isinstance(img_path, (list, tuple)):
-                img_path = img_path[0] if img_path else None
-            if found is None or img_path is None:
-                if not self._warned:
-                    print_log(f'LZUVisualizationHook: sample {index} has no LZ warp (no lzu_zoom metainfo and no '
-                              'model.lzu_warp) or no img_path; nothing drawn', logger='current')
-                    self._warned = True
+            fig = self.figure_for(runner, sample, index, mode)
+            if fig is None:
                 continue
-            grid, saliency, separable = found
-            image = image_before_zoom(runner.cfg, read_rgb(img_path), img_path)  # e.g. a centre crop first
-            out_shape = tuple(meta.get('img_shape', image.shape[:2]))[:2]
-            panels = compute_warp_panels(image, grid, out_shape, saliency, separable, self.max_side)
-            preds = predictions_from_sample(sample, self.score_thr, classes, palette)
-            stem = osp.splitext(osp.basename(img_path))[0]
-            fig = plot_lzu_panels(panels, preds, show_predictions=True, title=f'{stem} ({mode}, sample {index})')
+            stem = osp.splitext(osp.basename(_img_path(_meta(sample))))[0]
             runner.visualizer.add_image(f'{self.name_prefix}_{mode}_{stem}', figure_to_array(fig), step=index)
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:

@@ -13,7 +13,8 @@ Prediction dicts (``predictions`` arguments), all in original-image pixels::
     dict(bboxes=[N, 4] xyxy, labels=[N] int, scores=[N] float,   # 2-D boxes
          sem_seg=[H0, W0] int class map (255 = ignore),           # segmentation
          corners_2d=[N, 8, 2] projected 3-D box corners (x, y),   # mono-3D boxes
-         class_names=[...], palette=[(r, g, b), ...])             # optional
+         class_names=[...], palette=[(r, g, b), ...],             # optional
+         score_thr=float, num_below_thr=int)                      # optional: the threshold and what it dropped
 """
 from typing import Optional
 
@@ -65,8 +66,51 @@ def draw_saliency(ax, panels: WarpPanels, alpha: float = 0.55) -> None:
         sal = upsample_saliency(panels.saliency, panels.image.shape[:2])
         im = ax.imshow(sal, cmap='inferno', alpha=alpha, extent=ext, vmin=0)
         _colorbar(ax, im, 'saliency (× uniform)')
-        ax.set_title(f'saliency ({panels.saliency.shape[0]}×{panels.saliency.shape[1]} grid)', fontsize=9)
+        kind = 'learned saliency of this image' if panels.saliency_kind == 'learned' else 'saliency'
+        ax.set_title(f'{kind} ({panels.saliency.shape[0]}×{panels.saliency.shape[1]} grid)', fontsize=9)
     _label_px(ax)
+
+
+def draw_saliency_map(ax, saliency, title: Optional[str] = None) -> None:
+    """A saliency map on its own grid: cells on the axes, colour bar in multiples of a uniform map's value.
+
+    Args:
+        ax: matplotlib axes.
+        saliency: ``[h, w]`` (or ``(1, 1, h, w)``) non-negative map, any scale.
+        title: axes title (default: the grid shape and the min / max).
+    """
+    sal = np.asarray(saliency, dtype=np.float64).reshape(np.shape(saliency)[-2:])
+    rel = sal / max(sal.mean(), 1e-300)  # x uniform: 1 = the value of a uniform map
+    h, w = rel.shape
+    im = ax.imshow(rel, cmap='inferno', vmin=0, interpolation='nearest', extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    _colorbar(ax, im, 'saliency (× uniform)')
+    ax.set_xlabel('x (grid cell)', fontsize=8)
+    ax.set_ylabel('y (grid cell)', fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or f'saliency, {h}×{w} grid (min {rel.min():.2f}×, max {rel.max():.2f}× uniform)',
+                 fontsize=9)
+
+
+def save_saliency_figure(saliency, path: str, title: Optional[str] = None, width: float = 6.0):
+    """Write a PNG of a saliency map with its colour bar and grid axes (the saliency tools' picture).
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (Agg canvas).
+    """
+    import os
+    import os.path as osp
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    h, w = np.shape(saliency)[-2:]
+    fig = Figure(figsize=(width, width * h / w + 0.9))
+    FigureCanvasAgg(fig)
+    draw_saliency_map(fig.add_subplot(1, 1, 1), saliency, title)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return fig
 
 
 def draw_zoomed(ax, panels: WarpPanels) -> None:
@@ -90,7 +134,7 @@ def draw_sampling_grid(ax, panels: WarpPanels, max_lines: int = 60) -> None:
     ext = _extent(panels.image.shape, panels.scale)
     ax.imshow(panels.image, extent=ext)
     h0, w0 = panels.ori_shape
-    rows, cols = grid_lines_px(panels.grid, (h0, w0))
+    rows, cols = grid_lines_px(panels.grid, (h0, w0), panels.align_corners)
     step_r = max(1, int(np.ceil(rows.shape[0] / max_lines)))
     step_c = max(1, int(np.ceil(cols.shape[0] / max_lines)))
     lines = list(rows[::step_r]) + list(cols[::step_c])
@@ -155,6 +199,35 @@ def draw_unzoomed(ax, panels: WarpPanels) -> None:
     _label_px(ax)
 
 
+def draw_coefficients(ax, panels: WarpPanels) -> None:
+    """A learned interpolation's (DownsizeNet) coefficient maps ``a1..a4`` as a 2x2 mosaic over the zoomed frame.
+
+    ``a1`` top-left (the neighbour ``P1``), ``a2`` top-right, ``a3``
+    bottom-left, ``a4`` bottom-right; colour bar: the coefficient (0..1).
+    """
+    a = panels.coefficients
+    h, w = a.shape[1:]
+    gap = max(1, min(h, w) // 40)
+    mosaic = np.full((2 * h + gap, 2 * w + gap), np.nan)
+    for k, (r, c) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        mosaic[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = a[k]
+    im = ax.imshow(mosaic, cmap='viridis', vmin=0, vmax=1)
+    for k, (r, c) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        ax.text(c * (w + gap) + 2, r * (h + gap) + 2, f'a{k + 1}', color='white', fontsize=7, va='top')
+    _colorbar(ax, im, 'interpolation coefficient')
+    ax.set_title('DownsizeNet coefficients a1..a4 (zoomed frame, 2×2 mosaic)', fontsize=9)
+    _label_px(ax, 'zoomed image, per coefficient')
+
+
+def draw_coefficient_deviation(ax, panels: WarpPanels) -> None:
+    """Where the learned interpolation departs from bilinear: ``sum_i |a_i - w_i| / 2`` over the zoomed frame."""
+    dev = panels.coefficient_deviation()
+    im = ax.imshow(dev, cmap='magma', vmin=0, vmax=max(float(dev.max()), 1e-6))
+    _colorbar(ax, im, 'Σ|a − w_bilinear| / 2')
+    ax.set_title(f'DownsizeNet − bilinear (mean {dev.mean():.3f}, max {dev.max():.3f})', fontsize=9)
+    _label_px(ax, 'zoomed image')
+
+
 def _palette(n: int, palette=None):
     if palette is not None and len(palette) >= n:
         return [tuple(np.asarray(c, dtype=float) / 255.0) for c in palette]
@@ -216,7 +289,13 @@ def draw_predictions(ax, image: np.ndarray, predictions: Optional[dict], scale=(
         ax.legend(handles=[Patch(color=colors[c], label=names[c]) for c in shown[:12] if c < len(names)],
                   fontsize=6, loc='lower right', ncol=2, framealpha=0.7)
     n = len(boxes) if boxes is not None else len(corners) if corners is not None else 0
-    what = 'class map' if sem is not None else f'{n} objects'
+    if sem is not None:
+        what = 'class map'
+    else:
+        thr, below = predictions.get('score_thr'), int(predictions.get('num_below_thr', 0) or 0)
+        what = f'{n} objects' if thr is None else f'{n} objects with score ≥ {thr:g}'
+        if below:
+            what += f'; {below} below the threshold'
     ax.set_title(f'predictions on the original image ({what})', fontsize=9)
 
 
@@ -227,10 +306,13 @@ def plot_lzu_panels(panels: WarpPanels,
                     panel_width: float = 5.6):
     """Compose the panel figure.
 
-    Panels: saliency over the image; zoomed image; sampling grid over the
-    original; magnification heatmap; ``unzoom(zoom(image))`` with uncovered
-    regions marked; and, when ``predictions`` are given (or
-    ``show_predictions``), the predictions on the original image.
+    Panels: saliency over the image (the fixed one, or the model's learned
+    saliency of this image); zoomed image; sampling grid over the original;
+    magnification heatmap; ``unzoom(zoom(image))`` with uncovered regions
+    marked; with a learned interpolation (``panels.coefficients``), its
+    coefficient maps and their departure from bilinear; and, when
+    ``predictions`` are given (or ``show_predictions``), the predictions on
+    the original image.
 
     Args:
         panels: from :func:`lzu_mm.visualization.compute_warp_panels`.
@@ -249,6 +331,10 @@ def plot_lzu_panels(panels: WarpPanels,
     draws = [lambda ax: draw_saliency(ax, panels), lambda ax: draw_zoomed(ax, panels),
              lambda ax: draw_sampling_grid(ax, panels), lambda ax: draw_magnification(ax, panels),
              lambda ax: draw_unzoomed(ax, panels)]
+    if panels.coefficients is not None:
+        draws.append(lambda ax: draw_coefficients(ax, panels))
+        if panels.bilinear is not None:
+            draws.append(lambda ax: draw_coefficient_deviation(ax, panels))
     if show_predictions if show_predictions is not None else predictions is not None:
         draws.append(lambda ax: draw_predictions(ax, panels.image, predictions, panels.scale))
     ncols = 3

@@ -65,9 +65,12 @@ def predictions_from_sample(sample,
         palette: RGB colours per class (``dataset_meta['palette']``).
 
     Returns:
-        The prediction dict, or None when the sample holds no predictions.
+        The prediction dict (with ``score_thr`` and ``num_below_thr``, the
+        number of objects dropped by it), or None when the sample holds no
+        predictions.
     """
-    out = dict(class_names=list(class_names) if class_names is not None else None, palette=palette)
+    out = dict(class_names=list(class_names) if class_names is not None else None, palette=palette,
+               score_thr=float(score_thr), num_below_thr=0)
     found = False
     sem = getattr(sample, 'pred_sem_seg', None)
     if sem is not None:
@@ -75,16 +78,20 @@ def predictions_from_sample(sample,
         out['sem_seg'] = data.reshape(data.shape[-2:]).astype(np.int64)
         found = True
     inst = getattr(sample, 'pred_instances', None)
-    if inst is not None and 'bboxes' in inst and len(inst) > 0:
+    inst3d = getattr(sample, 'pred_instances_3d', None)
+    # 2-D boxes, also when there are none (the panel then says '0 objects'); mono-3D samples carry an empty one
+    if inst is not None and 'bboxes' in inst and (len(inst) > 0 or inst3d is None):
         scores = _np(inst.scores).astype(float)
         keep = scores >= score_thr
-        out.update(bboxes=_np(inst.bboxes)[keep], labels=_np(inst.labels)[keep].astype(int), scores=scores[keep])
+        out.update(bboxes=_np(inst.bboxes)[keep], labels=_np(inst.labels)[keep].astype(int), scores=scores[keep],
+                   num_below_thr=int((~keep).sum()))
         found = True
-    inst3d = getattr(sample, 'pred_instances_3d', None)
     meta = _meta(sample)
     if inst3d is not None and 'bboxes_3d' in inst3d and meta.get('cam2img') is not None:
         scores = _np(inst3d.scores_3d).astype(float)
         keep = scores >= score_thr
+        if 'bboxes' not in out:
+            out['num_below_thr'] = int((~keep).sum())
         corners = _np(inst3d.bboxes_3d.corners)[keep]
         depth_ok = (corners[..., 2] > 0.1).all(-1)
         out['corners_2d'] = project_corners(corners[depth_ok], meta['cam2img'], meta.get('scale_factor'))
