@@ -58,14 +58,22 @@ def test_zoom_stands_where_resize_stands(tmp_path, real_image):
 
 
 def test_uniform_saliency_is_a_resize(tmp_path, real_image):
-    """With a uniform saliency the zoom is a bilinear resize (align_corners=True), close to Resize's cv2 resize."""
+    """With a uniform saliency the zoom is mmdet's Resize (OpenCV bilinear, half-pixel centres) up to OpenCV's
+    11-bit fixed-point rounding: at most 1 grey level, no shift. The landed corner-aligned zoom was off by
+    (1 - s) / 2 px (1.25 px at this scale); a 1-px shift of the image fails this test."""
     path = save_pickled_saliency(uniform_saliency(GRID), tmp_path / 'uniform.pkl')
+    boxes = [[0., 0., 10., 10.]]
     out = TRANSFORMS.build(dict(type='FixedSaliencyZoom', scale=(320, 200), keep_ratio=True, saliency=path,
-                                grid_shape=GRID))(_results(real_image, [[0., 0., 10., 10.]]))
-    ref = TRANSFORMS.build(dict(type='Resize', scale=(320, 200), keep_ratio=True))(_results(real_image,
-                                                                                        [[0., 0., 10., 10.]]))
-    # differs from cv2 only by the pixel-centre convention: small mean difference on a real image
-    assert np.abs(out['img'].astype(float) - ref['img'].astype(float)).mean() < 6
+                                grid_shape=GRID))(_results(real_image, boxes))['img'].astype(float)
+    ref = TRANSFORMS.build(dict(type='Resize', scale=(320, 200), keep_ratio=True))(_results(real_image, boxes))
+    ref = ref['img'].astype(float)
+    diff = np.abs(out - ref)
+    assert diff.max() <= 1 and diff.mean() < 0.25, (diff.max(), diff.mean())
+    assert np.abs(out[:, 1:] - ref[:, :-1]).mean() > 2  # one pixel of shift is far outside that
+    exact = mmcv.imresize(real_image.astype(np.float32), (320, 180))  # float: OpenCV interpolates exactly
+    zoomed = TRANSFORMS.build(dict(type='FixedSaliencyZoom', scale=(320, 200), keep_ratio=True, saliency=path,
+                                   grid_shape=GRID))(_results(real_image.astype(np.float32), boxes))['img']
+    assert np.abs(zoomed - exact).max() < 1e-2
 
 
 def test_chained_scale_factor_stays_relative_to_original(tmp_path, real_image):

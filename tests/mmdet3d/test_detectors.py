@@ -97,7 +97,8 @@ def test_fcos3d_checkpoint_loads_strict(fcos3d_state, official_nuscenes_saliency
 
 
 def test_lzu_fcos3d_trains_with_official_saliency_and_flip(nuscenes_root, official_nuscenes_saliency, fcos3d_state):
-    """Real zoomed + flipped samples: finite losses, gradients through the unzoom into the backbone."""
+    """Real zoomed + flipped samples: finite losses, gradients through the unzoom into the backbone, and the
+    flipped samples' cells at their mirrored positions."""
     dataset = nuscenes_mono3d_dataset(nuscenes_root, [
         LOAD, LOAD_ANNOTATIONS, zoom_cfg(official_nuscenes_saliency),
         dict(type='RandomFlip3D', flip_ratio_bev_horizontal=1.0),
@@ -112,6 +113,24 @@ def test_lzu_fcos3d_trains_with_official_saliency_and_flip(nuscenes_root, offici
     total.backward()
     grad = model.backbone.layer2[0].conv1.weight.grad
     assert grad is not None and grad.abs().sum() > 0
+    # the flip's geometry on these real flipped samples: with features that hold their own (zoomed, flipped) pixel
+    # positions, every unzoomed cell of P3-P7 reads the exact inverse of the recorded warp at its own position,
+    # mirrored (position-encoding harness, frame mode), and would not without the mirroring
+    from tests.position_harness import TOLERANCES, position_errors, unzoomed_levels
+    cfg = fcos3d_model_cfg(LZU_025, **DENSE_TEST_CFG)
+    cfg.update(backbone=dict(type='CoordinateFeatures', frame=True), neck=None)
+    cfg.data_preprocessor.update(mean=[0., 0., 0.], std=[1., 1., 1.])
+    coords = _build(cfg).eval()
+    samples = [dataset[i] for i in (0, 1)]
+    assert all(s['data_samples'].flip and s['data_samples'].flip_direction == 'horizontal' for s in samples)
+    feats, metas = unzoomed_levels(coords, samples)
+    grids = [m['lzu_zoom']['grid'] for m in metas]
+    assert max(position_errors(feats, coords.bbox_head.strides, metas, grids)) <= TOLERANCES['frame']
+    for sample in samples:  # hide the flip from the model: it does not mirror the grid, and misses
+        sample['data_samples'].set_metainfo(dict(flip=False, homography_matrix=None))
+    feats, _ = unzoomed_levels(coords, samples)
+    # the authors' saliency is almost left-right symmetric: 0.012 cell, still 10x the bound
+    assert max(position_errors(feats, coords.bbox_head.strides, metas, grids)) > 10 * TOLERANCES['frame']
     # a flipped sample without flip_direction cannot be unzoomed correctly: clear error
     bad = copy.deepcopy(data['data_samples'])
     for sample in bad:

@@ -14,8 +14,7 @@ TOOL = osp.join(REPO_ROOT, 'tools', 'saliency', 'box_kde_saliency.py')
 
 
 def test_box_kde_saliency_from_nuscenes_info_feeds_the_zoom(nuscenes_root, tmp_path):
-    if not osp.isfile(TOOL):
-        pytest.skip(f'{TOOL} not found')
+    assert osp.isfile(TOOL), f'{TOOL} is missing from the repository'
     out = str(tmp_path / 'kde_27x48.pkl')
     tool = runpy.run_path(TOOL)  # the script's functions, without running it
     tool['main']([osp.join(nuscenes_root, 'nuscenes_infos_mini.pkl'), out, '--grid-shape', '27', '48',

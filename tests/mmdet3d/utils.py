@@ -22,8 +22,9 @@ def zoom_cfg(saliency: str, scale=(400, 225), **kwargs) -> dict:
     return cfg
 
 
-def nuscenes_mono3d_dataset(root: str, pipeline: list, test_mode: bool = False):
-    """The stock ``nus-mono3d.py`` dataset on the real sample (6 images), with ``pipeline``."""
+def nuscenes_mono3d_dataset(root: str, pipeline: list, test_mode: bool = False, **kwargs):
+    """The stock ``nus-mono3d.py`` dataset on the real sample (6 images), with ``pipeline`` (``kwargs``: more
+    ``NuScenesDataset`` arguments, e.g. ``with_velocity=False`` for 7-dim boxes)."""
     from mmengine.hub import get_config
     from mmengine.registry import init_default_scope
 
@@ -31,7 +32,7 @@ def nuscenes_mono3d_dataset(root: str, pipeline: list, test_mode: bool = False):
     from mmdet3d.registry import DATASETS
     init_default_scope('mmdet3d')
     cfg = copy.deepcopy(get_config('mmdet3d::_base_/datasets/nus-mono3d.py').train_dataloader.dataset)
-    cfg.update(data_root=root, ann_file='nuscenes_infos_mini.pkl', pipeline=pipeline, test_mode=test_mode)
+    cfg.update(data_root=root, ann_file='nuscenes_infos_mini.pkl', pipeline=pipeline, test_mode=test_mode, **kwargs)
     return DATASETS.build(cfg)
 
 

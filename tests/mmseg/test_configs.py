@@ -37,7 +37,7 @@ def test_protocol(size):
         assert cfg.train_cfg.max_iters == 10 * cfg.train_cfg.val_interval
         assert cfg.default_hooks.checkpoint.save_best == 'mIoU'
         assert cfg.val_evaluator.type == 'IoUMetric'
-        assert [e.type for e in cfg.test_evaluator] == ['IoUMetric', 'CenterCropCityscapesMetric']
+        assert [e.type for e in cfg.test_evaluator] == ['ClasswiseIoUMetric', 'CenterCropCityscapesMetric']
         for pipeline in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
             assert _step(pipeline, 'CenterSquareCrop')[0].get('crop_size') is None
     assert uni.model.type == 'EncoderDecoder' and lzu.model.type == 'LZUEncoderDecoder'

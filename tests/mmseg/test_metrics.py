@@ -39,3 +39,26 @@ def test_ground_truth_crop_prediction_scores_near_one(sample_paths, tmp_path):
 def test_prediction_not_a_crop_is_refused(sample_paths, tmp_path):
     with pytest.raises(ValueError, match=r'prediction 100x128 .* not a centred square crop'):
         _evaluate(tmp_path, sample_paths, np.zeros((100, 128), np.int64))
+
+
+def test_classwise_iou_metric_reports_each_class_as_iou_metric_computes_it():
+    """ClasswiseIoUMetric: IoUMetric's results plus IoU.<class> (%), equal to IoUMetric's per-class IoU."""
+    from mmseg.evaluation import IoUMetric
+    rng = np.random.default_rng(0)
+    classes = ('road', 'car', 'sky')
+    gt = rng.integers(0, 2, (20, 30))  # 'sky' never appears
+    pred = np.where(rng.random((20, 30)) < 0.8, gt, 1 - gt)
+    pred[0, :3] = 2  # ... but is predicted 3 times: IoU 0
+    samples = [dict(pred_sem_seg=dict(data=torch.from_numpy(pred)[None]),
+                    gt_sem_seg=dict(data=torch.from_numpy(gt)[None]))]
+    ours, plain = METRICS.build(dict(type='ClasswiseIoUMetric')), IoUMetric()
+    for metric in (ours, plain):
+        metric.dataset_meta = dict(classes=classes)
+        metric.process({}, samples)
+    results, reference = ours.evaluate(1), plain.evaluate(1)
+    assert {k: results[k] for k in reference} == reference
+    for c, name in enumerate(classes):
+        inter, union = ((pred == c) & (gt == c)).sum(), ((pred == c) | (gt == c)).sum()
+        assert results[f'IoU.{name}'] == pytest.approx(100 * inter / union, abs=0.006)
+    assert results['IoU.sky'] == 0.0
+    assert np.nanmean([results[f'IoU.{n}'] for n in classes]) == pytest.approx(results['mIoU'], abs=0.01)

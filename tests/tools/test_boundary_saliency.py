@@ -36,8 +36,8 @@ def test_real_sample(cityscapes_root, tmp_path):
     assert abs(saliency.sum().item() - 1) < 1e-5
     with open(out, 'rb') as f:  # the authors' format: a pickled (1, 1, h, w) tensor
         assert torch.equal(pickle.load(f), saliency)
-    png = cv2.imread(osp.splitext(out)[0] + '.png')
-    assert png is not None and png.shape == (16 * 16, 32 * 16, 3)
+    png = cv2.imread(osp.splitext(out)[0] + '.png')  # the map with its colour bar (tests/visualization)
+    assert png is not None and png.shape[1] > png.shape[0] > 16
 
     # independent check: boundary density of the centre crop, area-averaged onto the grid
     label = cv2.imread(osp.join(cityscapes_root, 'gtFine', 'val', 'frankfurt',

@@ -18,8 +18,8 @@ TOOL = osp.join(REPO_ROOT, 'tools', 'saliency', 'box_kde_saliency.py')
 
 
 def test_kde_single_box_peaks_at_its_centre():
-    # a box centred on grid point (10, 20) of a 31 x 51 grid over a 1200 x 1920 image (align_corners)
-    cx, cy = 20 * 1919 / 50, 10 * 1199 / 30
+    # a box centred on grid point (10, 20) of a 31 x 51 grid over a 1200 x 1920 image (FOVEA: edge to edge)
+    cx, cy = 20 * 1920 / 50, 10 * 1200 / 30
     sal = kde_box_saliency([[cx - 40, cy - 30, cx + 40, cy + 30]], (1200, 1920), (31, 51), uniform_floor=0.)
     assert sal.shape == (1, 1, 31, 51) and sal.dtype == torch.float32
     assert abs(float(sal.sum()) - 1) < 1e-6
@@ -28,6 +28,13 @@ def test_kde_single_box_peaks_at_its_centre():
     s = sal[0, 0]
     torch.testing.assert_close(s[10, 15:20], s[10, 21:26].flip(0))
     assert float(s[10, 21]) / float(s[10, 20]) > float(s[11, 20]) / float(s[10, 20])
+    # with align_corners the grid runs from the first to the last pixel centre: grid point 20 sits at 20 * 1919 / 50
+    ax, ay = 20 * 1919 / 50, 10 * 1199 / 30
+    box = [[ax - 40, ay - 30, ax + 40, ay + 30]]
+    corners = kde_box_saliency(box, (1200, 1920), (31, 51), uniform_floor=0., align_corners=True)[0, 0]
+    edges = kde_box_saliency(box, (1200, 1920), (31, 51), uniform_floor=0.)[0, 0]
+    torch.testing.assert_close(corners[10, 15:20], corners[10, 21:26].flip(0))
+    assert not torch.allclose(edges[10, 15:20], edges[10, 21:26].flip(0))
     # a larger bandwidth_scale spreads it
     wide = kde_box_saliency([[cx - 40, cy - 30, cx + 40, cy + 30]], (1200, 1920), (31, 51), bandwidth_scale=512.,
                             uniform_floor=0.)

@@ -20,7 +20,8 @@ def random_checkpoint(config: str, path: str) -> str:
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
-    import lzu_mm  # noqa: F401
+    import lzu_mm
+    lzu_mm.register_all_modules()
 
     cfg = Config.fromfile(config)
     init_default_scope(cfg.default_scope)
