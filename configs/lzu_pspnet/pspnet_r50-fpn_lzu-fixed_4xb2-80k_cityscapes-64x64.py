@@ -13,7 +13,7 @@ model = dict(type='LZUEncoderDecoder')  # warp recorded by the pipeline's FixedS
 # band (on the one-image Cityscapes sample the local magnification spans about 0.1x-3x vertically and 0.7x-1.4x
 # horizontally); not tuned on the full training-set saliency. separable / anti_crop: FOVEA's separable, anti-crop
 # warp, as in the paper's detection experiments (our choice for segmentation).
-lzu_warp = dict(
+lzu_zoom = dict(
     saliency='data/cityscapes/lzu/boundary_saliency_32x32.pkl',
     grid_shape=(32, 32),
     attraction_fwhm=10.,
@@ -27,7 +27,7 @@ train_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='CenterSquareCrop'),
     # the image is zoomed; gt_seg_map is resized uniformly (nearest), labels stay un-warped
-    dict(type='FixedSaliencyZoom', scale=(img_size, img_size), keep_ratio=False, **lzu_warp),
+    dict(type='FixedSaliencyZoom', scale=(img_size, img_size), keep_ratio=False, **lzu_zoom),
     dict(type='RandomFlip', prob=0.5),  # flipping after the zoom: the model mirrors the recorded grid
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs', meta_keys=lzu_meta_keys)
@@ -35,7 +35,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='CenterSquareCrop'),
-    dict(type='FixedSaliencyZoom', scale=(img_size, img_size), keep_ratio=False, **lzu_warp),
+    dict(type='FixedSaliencyZoom', scale=(img_size, img_size), keep_ratio=False, **lzu_zoom),
     dict(type='LoadAnnotations'),
     dict(type='CenterSquareCrop', keys=('gt_seg_map', )),
     dict(type='PackSegInputs', meta_keys=lzu_meta_keys)

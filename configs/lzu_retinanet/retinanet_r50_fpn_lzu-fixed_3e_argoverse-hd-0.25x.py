@@ -19,7 +19,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip', 'flip_direction',
-                    'sid', 'fid', 'lzu_zoom')),
+                    'sid', 'fid', 'lzu_zoom', 'homography_matrix')),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
@@ -34,7 +34,8 @@ test_pipeline = [
         anti_crop={{_base_.lzu_zoom.anti_crop}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'sid', 'fid', 'lzu_zoom')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'sid', 'fid', 'lzu_zoom',
+                    'homography_matrix')),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))

@@ -20,7 +20,8 @@ test_pipeline = [
         anti_crop={{_base_.lzu_zoom.anti_crop}}),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'sid', 'fid', 'lzu_zoom')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'sid', 'fid', 'lzu_zoom',
+                    'homography_matrix')),
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -7,9 +7,12 @@ custom_imports = dict(imports=['lzu_mm.mmdet3d'], allow_failed_imports=False)
 
 # ResizedFCOSMono3D = FCOSMono3D decoding 3D boxes with the intrinsics of the resized test image (FCOSMono3D's
 # rescale divides the 2D centres by scale_factor but back-projects with the already scaled cam2img).
+# ImageNet weights torchvision://resnet50, lr 0.001: the LZU authors' released FCOS3D configs (tchittesh/lzu
+# configs/{lzu_,}fcos3d_*.py; mmdet3d's R101 config has 0.002 and caffe weights).
 model = dict(
     type='ResizedFCOSMono3D',
-    backbone=dict(depth=50, init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://detectron2/resnet50_caffe')))
+    backbone=dict(depth=50, init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')))
+optim_wrapper = dict(optimizer=dict(lr=0.001))
 
 # Batch 16 in total: train with tools/dist_train.sh CONFIG 8 (or set train_dataloader.batch_size and
 # --auto-scale-lr on fewer GPUs; base_batch_size=16 comes from the mmdet 1x schedule).

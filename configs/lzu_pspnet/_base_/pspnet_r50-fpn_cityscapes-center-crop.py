@@ -42,15 +42,20 @@ test_dataloader = dict(
 # Table 3 reports mIoU and the 19 per-class IoUs: mmseg's IoUMetric logs both (the per-class table); it also picks
 # the best mini-val checkpoint. The test adds cityscapesscripts' evaluation (official layout, gtFine labelIds and
 # instanceIds) through CenterCropCityscapesMetric, which evaluates against the same centred crop of the gtFine files.
+# Its labelIds predictions and the cropped gtFine files are kept in <work_dir>/format_results (tools/test.py puts a
+# relative output_dir under the work dir).
+# ClasswiseIoUMetric = IoUMetric with the per-class IoUs also in its results (mmengine's JSON, for tools/reproduce).
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = [
-    dict(type='IoUMetric', iou_metrics=['mIoU']),
-    dict(type='CenterCropCityscapesMetric', output_dir='work_dirs/format_results')
+    dict(type='ClasswiseIoUMetric', iou_metrics=['mIoU']),
+    dict(type='CenterCropCityscapesMetric', output_dir='format_results', keep_results=True)
 ]
 
 # Schedule: mmseg's 80k-iteration Cityscapes schedule (SGD, lr 0.01, poly), batch 4 GPUs x 2 images (our choice of
-# length and batch; the paper's are not restated here). Validation every 8k iterations = 10 equally spaced points;
+# length and batch; the paper's are not restated here; --auto-scale-lr rescales lr 0.01 from this total batch of 8).
+# Validation every 8k iterations = 10 equally spaced points;
 # the best mini-val mIoU checkpoint is kept (best_mIoU_iter_*.pth) for the test on val.
 train_cfg = dict(val_interval=8000)
 default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=8000, save_best='mIoU', rule='greater', max_keep_ckpts=1))
+auto_scale_lr = dict(enable=False, base_batch_size=8)  # 4 GPUs x 2 images (mmseg's schedules define none)
