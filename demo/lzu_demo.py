@@ -1,6 +1,6 @@
 """Save the LZU panel figure for one image.
 
-    python demo/lzu_demo.py IMAGE CONFIG [CHECKPOINT] --out-dir DIR
+    python demo/lzu_demo.py IMAGE CONFIG [CHECKPOINT] [--out-dir DIR] [--saliency FILE]
                             [--device cpu] [--score-thr 0.3] [--max-side 800]
                             [--ann-file INFO.pkl --cam-type CAM_FRONT]   # MMDetection3D with a checkpoint
                             [--cfg-options k=v ...]
@@ -9,12 +9,14 @@ The warp is the config's: its pipeline zoom transform (``saliency``,
 ``grid_shape``, ... arguments) or, when the model zooms, ``model.lzu``; the
 zoomed size is what the config's resize gives this image (any image size
 works); test-pipeline transforms before the zoom (e.g. a centre crop) are
-applied first. ``--saliency FILE`` replaces the config's saliency file.
+applied first. ``--saliency FILE`` (or ``--cfg-options lzu_zoom.saliency=FILE``)
+replaces the config's saliency file (:mod:`lzu_mm.common.config`).
 Without a checkpoint only the warp panels are drawn (saliency, zoomed image,
 sampling grid, magnification, unzoom(zoom(image))); with one, the
 model's predictions on the original image are added (MMDetection,
 MMSegmentation; MMDetection3D mono-3D needs ``--ann-file`` for the
-intrinsics). Writes into ``--out-dir``: ``panels.png`` (the figure),
+intrinsics). Writes into ``--out-dir`` (default
+``work_dirs/lzu_demo/<image name>``): ``panels.png`` (the figure),
 ``zoomed.png``, ``unzoomed.png``, ``uncovered.png``, ``magnification.npy`` and
 ``summary.json``.
 """
@@ -28,10 +30,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import lzu_mm  # noqa: E402,F401  (registers the plugin)
+import lzu_mm  # noqa: E402
+
+lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
+from lzu_mm.common.config import add_lzu_arguments, merge_cfg_options  # noqa: E402
 from lzu_mm.ops import LZWarp, uniform_saliency  # noqa: E402
 from lzu_mm.visualization import compute_warp_panels, predictions_from_sample, save_panels  # noqa: E402
-from lzu_mm.visualization.config_warp import image_before_zoom, override_saliency, warp_from_config  # noqa: E402
+from lzu_mm.visualization.config_warp import image_before_zoom, warp_from_config  # noqa: E402
 from lzu_mm.visualization.hook import read_rgb  # noqa: E402
 
 
@@ -41,15 +46,19 @@ def parse_args(argv=None):
     parser.add_argument('image', help='image file')
     parser.add_argument('config', help='config file (its zoom transform or model.lzu gives the warp)')
     parser.add_argument('checkpoint', nargs='?', default=None, help='checkpoint; without it: warp panels only')
-    parser.add_argument('--out-dir', required=True, help='directory for panels.png and the raw panels')
+    parser.add_argument('--out-dir', help='directory for panels.png and the raw panels (default: '
+                        'work_dirs/lzu_demo/<image name>)')
     parser.add_argument('--device', default='cpu', help='device for the model (with a checkpoint)')
     parser.add_argument('--score-thr', type=float, default=0.3, help='boxes below this score are not drawn')
     parser.add_argument('--max-side', type=int, default=800, help='longest side of the original-image panels, px')
     parser.add_argument('--ann-file', help='MMDetection3D info file with the camera intrinsics of IMAGE')
     parser.add_argument('--cam-type', default='CAM_FRONT', help='MMDetection3D camera of IMAGE in --ann-file')
-    parser.add_argument('--saliency', help="saliency file replacing the config's (same grid shape)")
+    add_lzu_arguments(parser, data=False)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out_dir is None:
+        args.out_dir = osp.join('work_dirs', 'lzu_demo', osp.splitext(osp.basename(args.image))[0])
+    return args
 
 
 def _annotation_step(t) -> bool:
@@ -99,7 +108,8 @@ def describe(predictions) -> dict:
     """What was drawn: number of boxes / projected 3-D boxes, shape of the class map."""
     if not predictions:
         return dict(num_boxes=0)
-    out = dict(num_boxes=len(predictions.get('bboxes', predictions.get('corners_2d', []))))
+    out = dict(num_boxes=len(predictions.get('bboxes', predictions.get('corners_2d', []))),
+               score_thr=predictions.get('score_thr'), num_below_score_thr=predictions.get('num_below_thr', 0))
     if predictions.get('sem_seg') is not None:
         out['sem_seg_shape'] = list(predictions['sem_seg'].shape)
         out['classes_present'] = sorted(int(c) for c in set(predictions['sem_seg'].ravel().tolist()))
@@ -109,22 +119,19 @@ def describe(predictions) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     if not osp.isfile(args.image):
         raise SystemExit(f'image {args.image!r} does not exist')
-    if args.saliency:
-        override_saliency(cfg, args.saliency)
+    merge_cfg_options(cfg, args.cfg_options, args.saliency)  # lzu_zoom / --saliency into every zoom and model.lzu
     init_default_scope(cfg.get('default_scope', None) or 'mmengine')
     image = image_before_zoom(cfg, read_rgb(args.image), args.image)  # e.g. a centre crop before the zoom
-    found = warp_from_config(cfg, args.saliency)
+    found = warp_from_config(cfg)
     out_shape = found.out_shape(image.shape[:2])
     warp = found.warp
     if warp is None:
         print(f'{args.config}: no LZ warp (no zoom transform, no model.lzu): showing the uniform resize')
         warp = LZWarp(uniform_saliency((2, 2)))
     panels = compute_warp_panels(image, warp.grid()[0].double(), out_shape, warp.saliency[0, 0], warp.separable,
-                                 args.max_side)
+                                 args.max_side, warp.align_corners)
     predictions = predict(cfg, args, args.image) if args.checkpoint else None
     title = (f'{osp.basename(args.image)}: {osp.basename(args.config)} (warp from the {found.where}; '
              f'{image.shape[1]}×{image.shape[0]} → {out_shape[1]}×{out_shape[0]})')
@@ -132,6 +139,10 @@ def main(argv=None):
     summary = dict(warp_from=found.where, **panels.summary())
     if args.checkpoint:
         summary['predictions'] = describe(predictions)
+        drawn = summary['predictions']
+        if drawn['num_boxes'] == 0 and drawn.get('num_below_score_thr'):
+            print(f"no object scored >= --score-thr {args.score_thr:g} ({drawn['num_below_score_thr']} below it); "
+                  'lower --score-thr to draw them')
     with open(paths['summary'], 'w') as f:
         json.dump(summary, f, indent=2)
     print(json.dumps(dict(files=paths, **summary), indent=2))

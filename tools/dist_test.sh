@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Distributed (PyTorch DDP) testing: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args]
+# Several nodes: NNODES, NODE_RANK, MASTER_ADDR, PORT as for tools/dist_train.sh. Slurm clusters: tools/slurm_test.sh.
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3

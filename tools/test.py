@@ -1,12 +1,20 @@
 """Test (evaluate) a checkpoint from a config with mmengine's Runner.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-                         [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
+                         [--saliency FILE] [--data-root DIR [--ann-file FILE]]
+                         [--cfg-options k=v ...] [--launcher pytorch]
 
 Works for MMDetection, MMSegmentation and MMDetection3D configs; the metrics are
 the config's ``test_evaluator``. ``import lzu_mm`` lets ``torch.load`` read the
 checkpoints mmengine writes (numpy objects in ``meta`` / ``message_hub``) under
 torch >= 2.6, without switching the safe unpickler off.
+
+As in ``tools/train.py``, ``--saliency`` / ``--cfg-options lzu_zoom.*`` reach
+every zoom transform and ``model.lzu``, ``--data-root`` / ``--ann-file`` every
+dataloader and evaluator (:mod:`lzu_mm.common.config`). The metrics are written
+by mmengine to ``<work_dir>/<timestamp>/<timestamp>.json``; evaluator outputs
+given as a relative ``output_dir`` (e.g. the Cityscapes metric's
+``format_results``) go under the work dir.
 """
 import argparse
 import os
@@ -19,7 +27,11 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-import lzu_mm  # noqa: E402,F401  (registers the plugin and the checkpoint allow-list)
+import lzu_mm  # noqa: E402
+
+lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
+from lzu_mm.common import check_lzu_config, use_tta  # noqa: E402
+from lzu_mm.common.config import add_lzu_arguments, prepare_tool_cfg  # noqa: E402
 from lzu_mm.common.distributed import setup_cpu_distributed  # noqa: E402
 
 
@@ -29,7 +41,10 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation: tta_model around the model on tta_pipeline (a zoom per view)')
     parser.add_argument('--show-dir', help='save painted predictions into this directory (under the work dir)')
+    add_lzu_arguments(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -46,13 +61,10 @@ def parse_args(argv=None):
 def build_cfg(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    prepare_tool_cfg(cfg, args, args.config)
     cfg.load_from = args.checkpoint
+    if args.tta:
+        use_tta(cfg)
     if args.show_dir:
         hooks = cfg.default_hooks
         if 'visualization' not in hooks:
@@ -71,6 +83,7 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
+    check_lzu_config(cfg)  # refuse a pipeline whose recorded LZ grid would not describe the zoomed image
     setup_cpu_distributed(cfg)  # DDP without CUDA (gloo): mmengine 0.10.7 assumes CUDA for --launcher pytorch
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()

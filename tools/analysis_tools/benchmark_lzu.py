@@ -48,9 +48,11 @@ import torch  # noqa: E402
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 
-import lzu_mm  # noqa: E402,F401  (registers the plugin)
-from lzu_mm.visualization.config_warp import (config_test_pipeline, image_before_zoom, override_saliency,  # noqa: E402
-                                              warp_from_config)
+import lzu_mm  # noqa: E402
+
+lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
+from lzu_mm.common.config import add_lzu_arguments, merge_cfg_options, without_pretrained  # noqa: E402
+from lzu_mm.visualization.config_warp import config_test_pipeline, image_before_zoom, warp_from_config  # noqa: E402
 from lzu_mm.visualization.warp_maps import uniform_resize, zoom_image  # noqa: E402
 
 #: File written into a work dir (read by plot_pareto.py).
@@ -71,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument('--device', nargs='+', default=None,
                         help='devices to time on (default: cpu, and cuda when available)')
     parser.add_argument('--img', help='an image to feed (default: random pixels; latency does not depend on it)')
-    parser.add_argument('--saliency', help="saliency file replacing the config's (same grid shape)")
+    add_lzu_arguments(parser, data=False)
     parser.add_argument('--flops', action='store_true', help='also count GFLOPs (mmengine.analysis, tensor mode)')
     parser.add_argument('--work-dir', help='write lzu_benchmark.json here (single config)')
     parser.add_argument('--work-dirs', nargs='+', help='one work dir per config for lzu_benchmark.json')
@@ -125,28 +127,6 @@ def default_ori_shape(cfg, config_path: str):
         if key in kind:
             return shape
     raise SystemExit(f'{config_path}: cannot tell the original image size from the dataset type; pass --ori-shape H W')
-
-
-def _is_pretrained(init_cfg) -> bool:
-    items = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    return any(isinstance(i, dict) and i.get('type') == 'Pretrained' for i in items)
-
-
-def without_pretrained(node):
-    """A model config with every ``pretrained`` / ``Pretrained`` init removed (offline; latency only)."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key == 'pretrained':
-                out[key] = None
-            elif key == 'init_cfg' and _is_pretrained(value):
-                out[key] = None
-            else:
-                out[key] = without_pretrained(value)
-        return out
-    if isinstance(node, (list, tuple)):
-        return type(node)(without_pretrained(v) for v in node)
-    return node
 
 
 def build_model(cfg, device: torch.device):
@@ -256,12 +236,10 @@ def benchmark_config(config: str, args, device: torch.device) -> dict:
     from mmengine.registry import init_default_scope
 
     cfg = Config.fromfile(config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.saliency:
-        override_saliency(cfg, args.saliency)
+    # lzu_zoom / --saliency into every zoom transform and model.lzu (uniform configs in the list keep theirs)
+    merge_cfg_options(cfg, args.cfg_options, args.saliency, saliency_required=False)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    found = warp_from_config(cfg, args.saliency)
+    found = warp_from_config(cfg)
     ori_shape = tuple(args.ori_shape) if args.ori_shape else default_ori_shape(cfg, config)
     image = None
     if args.img:

@@ -43,7 +43,10 @@ from mmengine.analysis import FlopAnalyzer  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import lzu_mm  # noqa: E402,F401  (registers the plugin)
+import lzu_mm  # noqa: E402
+
+lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
+from lzu_mm.common.config import merge_cfg_options  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -154,9 +157,10 @@ def main(argv=None):
     rows = []
     for path in args.configs:
         cfg = Config.fromfile(path)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
-        res = count(cfg, tuple(args.input_size), args.saliency)
+        # lzu_zoom.* options and a --saliency file reach the zoom transform ('uniform' is this tool's own shortcut)
+        uniform = args.saliency == 'uniform'
+        merge_cfg_options(cfg, args.cfg_options, None if uniform else args.saliency, saliency_required=False)
+        res = count(cfg, tuple(args.input_size), 'uniform' if uniform else None)
         rows.append((osp.splitext(osp.basename(path))[0], res))
     width = max(len(name) for name, _ in rows)
     print(f'input {args.input_size[0]}x{args.input_size[1]}; 1 FLOP = 1 multiply-add')

@@ -23,13 +23,15 @@ names listed in ``--ann-file`` as for mmseg's dataset ``ann_file``):
 The per-image maps are averaged and normalised to sum 1. ``OUT`` is written by
 suffix: ``.pkl`` (a pickled ``torch.Tensor`` of shape ``(1, 1, h, w)``, the
 format of the paper authors' released saliency), ``.npy`` or ``.pth``; plus a
-colour-mapped PNG (``--png``, default ``OUT`` with ``.png``).
+PNG of the map with its colour bar, in multiples of a uniform map's value
+(``--png``, default ``OUT`` with ``.png``).
 
 Raises ``FileNotFoundError`` when no label map is found and ``ValueError``
 when a crop is larger than a label map or no boundary pixel is found.
 """
 import argparse
 import glob
+import os
 import os.path as osp
 import sys
 
@@ -39,6 +41,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from lzu_mm.ops.saliency import load_saliency, save_saliency  # noqa: E402
+from lzu_mm.visualization.panels import save_saliency_figure  # noqa: E402
 
 try:
     from tqdm import tqdm
@@ -91,7 +94,10 @@ def label_maps(data_root, split, seg_map_suffix, ann_file=None):
     else:
         paths = sorted(glob.glob(osp.join(seg_dir, '**', '*' + seg_map_suffix), recursive=True))
     if not paths:
-        raise FileNotFoundError(f'no label maps *{seg_map_suffix} found under {seg_dir!r}')
+        present = sorted(d for d in os.listdir(osp.join(data_root, 'gtFine'))) if osp.isdir(
+            osp.join(data_root, 'gtFine')) else []
+        hint = f' (splits present: {", ".join(present)}; choose one with --split)' if present else ''
+        raise FileNotFoundError(f'no label maps *{seg_map_suffix} found under {seg_dir!r}{hint}')
     return paths
 
 
@@ -141,7 +147,8 @@ def main(argv=None):
     paths = label_maps(args.data_root, args.split, args.seg_map_suffix, args.ann_file)
     saliency = boundary_saliency(paths, tuple(args.grid_shape), args.crop_size, args.ignore_index)
     png = args.png or osp.splitext(args.out)[0] + '.png'
-    save_saliency(saliency, args.out, png)
+    save_saliency(saliency, args.out)
+    save_saliency_figure(saliency, png, title=f'{osp.basename(args.out)}: boundaries of {len(paths)} label maps')
     load_saliency(args.out, tuple(args.grid_shape))  # the file reads back as the configs will read it
     print(f'{len(paths)} label maps -> saliency {tuple(saliency.shape)} written to {args.out} and {png}')
     return saliency

@@ -1,7 +1,7 @@
 """Compute a fixed, dataset-wide saliency from training boxes (FOVEA's "KDE SD").
 
     python tools/saliency/box_kde_saliency.py ANN_FILE OUT [--grid-shape H W]
-        [--bandwidth-scale 64] [--uniform-floor 0.25] [--data-root DIR]
+        [--bandwidth-scale 64] [--uniform-floor W] [--align-corners] [--data-root DIR]
         [--default-image-size W H] [--png PATH]
 
 ``ANN_FILE`` is either
@@ -17,8 +17,9 @@
 
 ``OUT`` is written by suffix: ``.pkl`` (a pickled ``torch.Tensor`` of shape
 ``(1, 1, h, w)``, the format of the paper authors' released saliency),
-``.npy`` or ``.pth``; plus a PNG of the map (``--png``, default ``OUT`` with
-``.png``). The KDE maths is :func:`lzu_mm.ops.saliency.kde_box_saliency`.
+``.npy`` or ``.pth``; plus a PNG of the map with its colour bar, in multiples
+of a uniform map's value (``--png``, default ``OUT`` with ``.png``). The KDE
+maths is :func:`lzu_mm.ops.saliency.kde_box_saliency`.
 """
 import argparse
 import json
@@ -32,6 +33,7 @@ import numpy as np
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from lzu_mm.ops.saliency import kde_box_saliency, save_saliency  # noqa: E402
+from lzu_mm.visualization.panels import save_saliency_figure  # noqa: E402
 
 try:
     from tqdm import tqdm
@@ -49,8 +51,11 @@ def parse_args(argv=None):
                         help='saliency / LZ grid shape (default 31 51, the Argoverse-HD grid)')
     parser.add_argument('--bandwidth-scale', type=float, default=64.,
                         help='Gaussian variance per pixel of box width/height (default 64)')
-    parser.add_argument('--uniform-floor', type=float, default=0.25,
-                        help='relative weight of the uniform density added to the box density')
+    parser.add_argument('--uniform-floor', type=float, default=None,
+                        help="relative weight of the uniform density added to the box density (default: FOVEA's "
+                        'per-box uniform term, h*w/(2*min(h,w)-1)^2, 0.4249 at 31x51)')
+    parser.add_argument('--align-corners', action='store_true',
+                        help="grid points from the first to the last pixel centre instead of FOVEA's edge to edge")
     parser.add_argument('--data-root', help='root of the images of an MMDetection3D info file (for image sizes)')
     parser.add_argument('--default-image-size', type=int, nargs=2, default=(1600, 900), metavar=('W', 'H'),
                         help='image size when it cannot be read (MMDetection3D info files; default 1600 900)')
@@ -145,9 +150,12 @@ def main(argv=None):
         boxes, shapes = mmdet3d_boxes(args.ann_file, args.data_root, default_hw)
     saliency = kde_box_saliency(np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
                                 np.asarray(shapes, dtype=np.float64).reshape(-1, 2), tuple(args.grid_shape),
-                                bandwidth_scale=args.bandwidth_scale, uniform_floor=args.uniform_floor)
+                                bandwidth_scale=args.bandwidth_scale, uniform_floor=args.uniform_floor,
+                                align_corners=args.align_corners)
     png = args.png or osp.splitext(args.out)[0] + '.png'
-    save_saliency(saliency, args.out, png)
+    save_saliency(saliency, args.out)
+    save_saliency_figure(saliency, png,
+                         title=f'{osp.basename(args.out)}: {len(boxes)} boxes of {osp.basename(args.ann_file)}')
     print(f'{len(boxes)} boxes -> saliency {tuple(saliency.shape)} written to {args.out} and {png}')
     return saliency
 
