@@ -4,7 +4,8 @@
 _base_ = './retinanet_r50_fpn_lzu-adaptive_3e_argoverse-hd-0.5x.py'
 
 model = dict(
-    # the fixed saliency (made by tools/saliency/box_kde_saliency.py, see retinanet_r50_fpn_lzu-fixed_3e_argoverse-hd-0.5x.py)
+    # the fixed saliency (made by tools/saliency/box_kde_saliency.py,
+    # see retinanet_r50_fpn_lzu-fixed_3e_argoverse-hd-0.5x.py)
     lzu=dict(saliency='data/Argoverse/Argoverse-HD/saliency/kde-sd_train_31x51.pkl'),
     # alpha: weight of the adaptive saliency, FOVEA configs/models/composite_kde_grid.py (0.5). First frames and
     # empty detections: 0.5 x uniform + 0.5 x fixed, as FOVEA (its adaptive part is uniform without boxes).

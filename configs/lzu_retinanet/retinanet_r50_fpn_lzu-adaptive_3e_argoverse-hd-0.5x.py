@@ -49,7 +49,9 @@ test_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 # online evaluation: whole sequences per process, frames in order; frame t uses frame t-1's detections
 val_dataloader = dict(
-    batch_size=1, sampler=dict(_delete_=True, type='SequenceSampler', interleave=1), dataset=dict(pipeline=test_pipeline))
+    batch_size=1,
+    sampler=dict(_delete_=True, type='SequenceSampler', interleave=1),
+    dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_cfg = dict(type='OnlineValLoop')
 test_cfg = dict(type='OnlineTestLoop')

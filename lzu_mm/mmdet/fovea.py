@@ -144,7 +144,8 @@ class FOVEAMixin(LZUMixin):
             return losses
 
     def predict(self, inputs, data_samples, rescale: bool = True, **kwargs):
-        """Detect in the zoomed image; boxes come back in the original image (``rescale``) or the ``img_shape`` frame."""
+        """Detect in the zoomed image; boxes come back in the original image (``rescale``) or the ``img_shape``
+        frame."""
         with self.lzu_context(inputs, data_samples) as zoomed:
             state = self._lzu_state
             results = super(LZUMixin, self).predict(zoomed, data_samples, rescale=False, **kwargs)

@@ -93,7 +93,8 @@ def check_valid_shapes(shapes, batch: int, full: Sequence[int], name: str) -> Te
     if shapes_t.shape[0] != batch:
         raise ValueError(f'{name} must give one (h, w) per batch element ({batch}), got {shapes_t.shape[0]}')
     if bool((shapes_t < 1).any()) or bool((shapes_t[:, 0] > full[0]).any()) or bool((shapes_t[:, 1] > full[1]).any()):
-        raise ValueError(f'{name} must lie in [1, {full[0]}] x [1, {full[1]}] (the padded size), got {shapes_t.tolist()}')
+        raise ValueError(f'{name} must lie in [1, {full[0]}] x [1, {full[1]}] (the padded size), '
+                         f'got {shapes_t.tolist()}')
     return shapes_t
 
 

@@ -113,7 +113,9 @@ def saliency_to_grid(saliency: Tensor,
 
 
 def identity_grid(grid_shape: Sequence[int] = (2, 2), dtype=torch.float64, device=None) -> Tensor:
-    """The ``[1, h, w, 2]`` identity LZ grid (the grid of a uniform saliency): point ``(i, j)`` is ``(2j/(w-1) - 1, 2i/(h-1) - 1)``.
+    """The ``[1, h, w, 2]`` identity LZ grid (the grid of a uniform saliency).
+
+    Point ``(i, j)`` is ``(2j/(w-1) - 1, 2i/(h-1) - 1)`` (x before y, normalised).
 
     Its piecewise-bilinear warp is the identity, so :func:`lzu_mm.ops.zoom`
     with it is a uniform (bilinear) resize; ``(2, 2)`` is the smallest.

@@ -90,7 +90,9 @@ def _cell_offset(stride: float, cell_centre: str) -> float:
 
 
 def _queries(n: int, stride: float, valid: Tensor, align_corners: bool = False, offset: float = 0.0) -> Tensor:
-    """Normalised coordinates ``[B, n]`` of ``n`` cells of ``stride`` pixels (cell ``k`` on pixel ``k * stride + offset``).
+    """Normalised coordinates ``[B, n]`` of ``n`` cells of ``stride`` pixels.
+
+    Cell ``k`` sits on pixel ``k * stride + offset``.
 
     ``valid`` ``[B]``: valid extent in pixels of each image (float64).
     """

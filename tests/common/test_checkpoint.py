@@ -87,4 +87,5 @@ def test_runner_resumes_its_checkpoint(tmp_path):
     resumed.load_or_resume()
     assert resumed.iter == 2
     assert torch.equal(resumed.model.w, first.model.w) and first.model.w.item() != 0
-    assert resumed.message_hub.get_scalar('train/loss').current() == first.message_hub.get_scalar('train/loss').current()
+    loss = 'train/loss'
+    assert resumed.message_hub.get_scalar(loss).current() == first.message_hub.get_scalar(loss).current()
