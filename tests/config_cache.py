@@ -11,13 +11,13 @@ from contextlib import contextmanager
 
 @contextmanager
 def cached_model_index():
-    """Within the context, mmengine's config parser reads each ``.yml`` file once (a shared, read-only result)."""
+    """Within the context, mmengine's config parser reads each YAML file once (a shared, read-only result)."""
     from mmengine.config import utils
     original = utils.load
     cached = functools.lru_cache(maxsize=None)(original)
 
     def load(file, *args, **kwargs):
-        if isinstance(file, str) and file.endswith('.yml') and not args and not kwargs:
+        if isinstance(file, str) and file.endswith(('.yml', '.yaml')) and not args and not kwargs:
             return cached(file)
         return original(file, *args, **kwargs)
 
