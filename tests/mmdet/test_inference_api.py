@@ -124,7 +124,10 @@ def test_checkpoint_is_self_contained(trained):
 @pytest.mark.parametrize('name', CONFIGS)
 def test_inference_detector_every_config(name, trained, monkeypatch):
     from mmdet.apis import inference_detector, init_detector
+
+    from lzu_mm.common.checkpoint_warp import clear_checkpoint_warps
     monkeypatch.chdir(trained['work'])
+    clear_checkpoint_warps()  # each config gets the saliency from loading the checkpoint itself
     cfg = tiny_cfg(name)
     if 'adaptive' in name:  # online: frame t is zoomed with frame t - 1's detections; single images are refused
         from lzu_mm.common import register_checkpoint_warps
@@ -136,7 +139,7 @@ def test_inference_detector_every_config(name, trained, monkeypatch):
     result = inference_detector(model, trained['image'])
     check_boxes(result)
     zoom = result.metainfo.get('lzu_zoom')
-    if 'lzu-fixed' in name or 'fovea-fixed' in name:  # the zoom's LZ grid: the (deleted) saliency's, from the checkpoint
+    if 'lzu-fixed' in name or 'fovea-fixed' in name:  # the LZ grid of the (deleted) saliency, from the checkpoint
         assert np.allclose(zoom['grid'], expected_grid(trained['saliency']), atol=1e-5)
     elif 'lzu-learned' in name:  # the LZ grid of the saliency network's prediction for this image
         assert zoom['grid'].shape == (31, 51, 2) and 'saliency' in zoom

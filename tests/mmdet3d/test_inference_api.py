@@ -152,7 +152,10 @@ def test_checkpoint_is_self_contained(trained):
 @pytest.mark.parametrize('name', CONFIGS)
 def test_inference_mono_3d_detector_every_config(name, trained, monkeypatch):
     from mmdet3d.apis import inference_mono_3d_detector, init_model
+
+    from lzu_mm.common.checkpoint_warp import clear_checkpoint_warps
     monkeypatch.chdir(trained['work'])
+    clear_checkpoint_warps()  # each config gets the saliency from loading the checkpoint itself
     model = init_model(tiny_cfg(name), trained['ckpt'], device='cpu')
     result = inference_mono_3d_detector(model, trained['image'], trained['info'], cam_type=CAM)
     check_prediction(result, name, trained)

@@ -112,7 +112,10 @@ def test_checkpoint_is_self_contained(trained):
 @pytest.mark.parametrize('name', CONFIGS)
 def test_inference_model_every_config(name, trained, monkeypatch):
     from mmseg.apis import inference_model, init_model
+
+    from lzu_mm.common.checkpoint_warp import clear_checkpoint_warps
     monkeypatch.chdir(trained['work'])
+    clear_checkpoint_warps()  # each config gets the saliency from loading the checkpoint itself
     model = init_model(tiny_cfg(name), trained['ckpt'], device='cpu')
     check_prediction(inference_model(model, trained['image']), name)
 
@@ -127,3 +130,28 @@ def test_mmseg_inferencer_matches_inference_model(trained, monkeypatch):
     result = out[0] if isinstance(out, list) else out
     check_prediction(result, TRAIN_CONFIG)
     assert torch.equal(result.pred_sem_seg.data, reference.pred_sem_seg.data)
+
+
+def test_tools_test_and_demo_without_the_saliency_file(trained, monkeypatch, tmp_path):
+    """``tools/test.py CONFIG CHECKPOINT`` (whose Runner builds the test pipeline before loading the checkpoint) and
+    ``demo/lzu_demo.py IMAGE CONFIG CHECKPOINT`` read the missing saliency from the checkpoint."""
+    import json
+
+    from lzu_mm.common.checkpoint_warp import clear_checkpoint_warps
+    monkeypatch.chdir(trained['work'])
+    config = osp.join(CONFIG_DIR, TRAIN_CONFIG)
+    options = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()] + [
+        'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+    clear_checkpoint_warps()
+    load_tool('tools/test.py').main([config, trained['ckpt'], '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                                     *options, 'visualizer.name=lzu_inference_api_test'])
+    logs = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
+    metrics = [json.load(open(f)) for f in logs]
+    assert len(metrics) == 1 and 0. <= metrics[0]['mIoU'] <= 100., metrics
+    clear_checkpoint_warps()
+    demo = load_tool('demo/lzu_demo.py')
+    demo.main([trained['image'], config, trained['ckpt'], '--out-dir', str(tmp_path / 'demo'), '--cfg-options',
+               *options[:-2]])
+    with open(tmp_path / 'demo' / 'summary.json') as f:
+        summary = json.load(f)
+    assert summary['warp_from'] == 'pipeline' and summary['predictions']['sem_seg_shape'] == [CROP, CROP]
