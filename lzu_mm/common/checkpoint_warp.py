@@ -93,10 +93,14 @@ def _plain(obj):
     return obj
 
 
+def _lz_params(given: dict) -> dict:
+    """The LZ parameters of a zoom config, defaults filled in, as plain bools / floats."""
+    return {k: type(d)(d if given.get(k) is None else given[k]) for k, d in LZ_PARAMS.items()}
+
+
 def _site(node: dict, where: str) -> dict:
     return dict(where=where, type=str(node.get('type', 'lzu')), saliency=str(node['saliency']),
-                grid_shape=tuple(int(v) for v in node['grid_shape']),
-                **{k: type(d)(node.get(k, d)) for k, d in LZ_PARAMS.items()})
+                grid_shape=tuple(int(v) for v in node['grid_shape']), **_lz_params(node))
 
 
 def config_saliency_sites(cfg) -> List[dict]:
@@ -130,19 +134,23 @@ def warp_record(cfg) -> Optional[dict]:
     """The warp record of a config (see the module docstring), or ``None`` when it uses no saliency file.
 
     Each saliency is read as the transforms read it (:func:`lzu_mm.ops.load_saliency`: from the file, or from a
-    loaded checkpoint when the file is missing, e.g. when fine-tuning from an LZU checkpoint).
-
-    Raises:
-        FileNotFoundError / ValueError: a saliency that cannot be read (naming the file).
+    loaded checkpoint when the file is missing, e.g. when fine-tuning from an LZU checkpoint). A saliency that cannot
+    be read is left out with a warning (a zoom that uses it fails when it is built, long before a checkpoint is
+    saved; an unused entry, e.g. a top-level ``lzu_zoom`` no transform takes, must not stop the training).
     """
-    sites = config_saliency_sites(cfg)
-    if not sites:
-        return None
-    maps = {}
-    for site in sites:
-        if site['saliency'] not in maps:
-            maps[site['saliency']] = load_saliency(site['saliency'], site['grid_shape']).clone()
-    return dict(version=RECORD_VERSION, saliency=maps, sites=sites)
+    sites, maps = [], {}
+    for site in config_saliency_sites(cfg):
+        path = site['saliency']
+        if path not in maps:
+            try:
+                maps[path] = load_saliency(path, site['grid_shape']).clone()
+            except (OSError, ValueError) as exc:
+                warnings.warn(f'LZUCheckpointHook: {site["where"]}: {exc}; not stored in the checkpoint')
+                maps[path] = None
+        if maps[path] is not None:
+            sites.append(site)
+    maps = {k: v for k, v in maps.items() if v is not None}
+    return dict(version=RECORD_VERSION, saliency=maps, sites=sites) if maps else None
 
 
 def attach_warp_record(checkpoint: dict, record: Optional[dict]) -> dict:
@@ -292,8 +300,7 @@ def check_config_warp(saliency, grid_shape, where: str, **params) -> None:
             warnings.warn(f'{where} zooms with saliency {os.fspath(saliency)!r}, but the last loaded LZU checkpoint '
                           f'({_last["source"]}) was trained with {list(_last["paths"])}')
         return
-    mine = dict(grid_shape=tuple(int(v) for v in grid_shape),
-                **{k: type(d)(params.get(k, d)) for k, d in LZ_PARAMS.items()})
+    mine = dict(grid_shape=tuple(int(v) for v in grid_shape), **_lz_params(params))
     recorded = [{k: s[k] for k in mine} for s in entry['sites']]
     if recorded and all(any(r[k] != v for k, v in mine.items()) for r in recorded):
         warnings.warn(f'{where}: the LZ parameters for saliency {os.fspath(saliency)!r} ({mine}) differ from those '

@@ -156,3 +156,13 @@ def test_a_relocated_config_path_resolves_by_unique_file_name(tmp_path):
     assert torch.equal(load_saliency('data/elsewhere/kde.pkl', GRID), bump())
     with pytest.raises(FileNotFoundError):
         load_saliency('data/elsewhere/other.pkl', GRID)
+
+
+def test_an_unreadable_unused_saliency_does_not_stop_training(tmp_path):
+    path = write(bump(), tmp_path / 'sal.pkl')
+    cfg = toy_cfg(path)
+    cfg.lzu_zoom.saliency = str(tmp_path / 'gone.pkl')  # top-level entry that no transform uses
+    with pytest.warns(UserWarning, match='gone.pkl.*not stored in the checkpoint'):
+        record = warp_record(cfg)
+    assert list(record['saliency']) == [path] and {s['where'] for s in record['sites']} == {
+        'model.lzu', 'test_dataloader.dataset.pipeline.1'}
