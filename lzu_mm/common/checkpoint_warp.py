@@ -175,6 +175,10 @@ class LZUCheckpointHook(Hook):
     ``tools/train.py`` adds it to ``custom_hooks``; add ``dict(type='LZUCheckpointHook')`` yourself when training
     otherwise. Writes the record of :func:`warp_record` (``runner.cfg``) in ``before_save_checkpoint``; a config
     without saliency files writes nothing. Low priority: runs after hooks that swap the state dict (EMA).
+
+    Also, in ``before_train`` (after ``load_from`` / resume): a model-side saliency file that was missing when the
+    model was built and that no loaded checkpoint brought raises its ``FileNotFoundError`` before the first
+    iteration (the model defers it, as an inference API loads the checkpoint after building the model).
     """
 
     priority = 'VERY_LOW'
@@ -182,6 +186,13 @@ class LZUCheckpointHook(Hook):
     def __init__(self) -> None:
         self._record = None
         self._read = False
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        missing = getattr(model, '_lzu_missing', None)
+        if missing is not None:
+            raise FileNotFoundError(f'{type(model).__name__}: {missing} (model.lzu.saliency), and the checkpoint '
+                                    'loaded by load_from / resume (if any) does not store it')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if not self._read:  # the files do not change during a run: read them once

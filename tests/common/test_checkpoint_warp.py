@@ -166,3 +166,10 @@ def test_an_unreadable_unused_saliency_does_not_stop_training(tmp_path):
         record = warp_record(cfg)
     assert list(record['saliency']) == [path] and {s['where'] for s in record['sites']} == {
         'model.lzu', 'test_dataloader.dataset.pipeline.1'}
+
+
+def test_training_with_a_missing_model_side_saliency_fails_before_the_first_iteration(tmp_path):
+    model = LZUToy(lzu_cfg(str(tmp_path / 'gone.pkl')))
+    with pytest.raises(FileNotFoundError, match='gone.pkl.*load_from'):
+        LZUCheckpointHook().before_train(SimpleNamespace(model=model))
+    LZUCheckpointHook().before_train(SimpleNamespace(model=LZUToy(lzu_cfg(write(bump(), tmp_path / 'sal.pkl')))))
