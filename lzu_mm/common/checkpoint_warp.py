@@ -41,8 +41,9 @@ is used and a ``UserWarning`` names both; when the config's LZ parameters
 recorded saliency differ from every recorded use of it, or the config zooms
 with a saliency the last loaded checkpoint does not record, a
 ``UserWarning`` says so. A missing file that no checkpoint carries stays a
-``FileNotFoundError`` (at the first forward pass for a model-side warp, whose
-checkpoint may still come).
+``FileNotFoundError`` (for a model-side warp, whose checkpoint may still
+come: when a checkpoint without it is loaded, in ``before_train`` of
+:class:`LZUCheckpointHook`, or at the first forward pass).
 
 Risks of the process-wide registry: a later checkpoint that stores a
 *different* map under the same path replaces the earlier one (with a
