@@ -10,7 +10,9 @@ The warp is the config's: its pipeline zoom transform (``saliency``,
 zoomed size is what the config's resize gives this image (any image size
 works); test-pipeline transforms before the zoom (e.g. a centre crop) are
 applied first. ``--saliency FILE`` (or ``--cfg-options lzu_zoom.saliency=FILE``)
-replaces the config's saliency file (:mod:`lzu_mm.common.config`).
+replaces the config's saliency file (:mod:`lzu_mm.common.config`). With a
+checkpoint saved by ``tools/train.py``, saliency files missing on this machine
+are read from the checkpoint (:mod:`lzu_mm.common.checkpoint_warp`).
 Without a checkpoint only the warp panels are drawn (saliency, zoomed image,
 sampling grid, magnification, unzoom(zoom(image))); with one, the
 model's predictions on the original image are added (MMDetection,
@@ -33,6 +35,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 import lzu_mm  # noqa: E402
 
 lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
+from lzu_mm.common.checkpoint_warp import config_saliency_sites, register_checkpoint_warps  # noqa: E402
 from lzu_mm.common.config import add_lzu_arguments, merge_cfg_options  # noqa: E402
 from lzu_mm.ops import LZWarp, uniform_saliency  # noqa: E402
 from lzu_mm.visualization import compute_warp_panels, predictions_from_sample, save_panels  # noqa: E402
@@ -123,6 +126,8 @@ def main(argv=None):
         raise SystemExit(f'image {args.image!r} does not exist')
     merge_cfg_options(cfg, args.cfg_options, args.saliency)  # lzu_zoom / --saliency into every zoom and model.lzu
     init_default_scope(cfg.get('default_scope', None) or 'mmengine')
+    if args.checkpoint and any(not osp.isfile(site['saliency']) for site in config_saliency_sites(cfg)):
+        register_checkpoint_warps(args.checkpoint)  # saliency files this machine lacks: from the checkpoint
     image = image_before_zoom(cfg, read_rgb(args.image), args.image)  # e.g. a centre crop before the zoom
     found = warp_from_config(cfg)
     out_shape = found.out_shape(image.shape[:2])

@@ -11,7 +11,9 @@ torch >= 2.6, without switching the safe unpickler off.
 
 As in ``tools/train.py``, ``--saliency`` / ``--cfg-options lzu_zoom.*`` reach
 every zoom transform and ``model.lzu``, ``--data-root`` / ``--ann-file`` every
-dataloader and evaluator (:mod:`lzu_mm.common.config`). The metrics are written
+dataloader and evaluator (:mod:`lzu_mm.common.config`). Saliency files the
+config names but this machine lacks are read from the checkpoint, if
+``tools/train.py`` stored them there (:mod:`lzu_mm.common.checkpoint_warp`). The metrics are written
 by mmengine to ``<work_dir>/<timestamp>/<timestamp>.json``; evaluator outputs
 given as a relative ``output_dir`` (e.g. the Cityscapes metric's
 ``format_results``) go under the work dir.
@@ -31,6 +33,7 @@ import lzu_mm  # noqa: E402
 
 lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
 from lzu_mm.common import check_lzu_config, use_tta  # noqa: E402
+from lzu_mm.common.checkpoint_warp import config_saliency_sites, register_checkpoint_warps  # noqa: E402
 from lzu_mm.common.config import add_lzu_arguments, prepare_tool_cfg  # noqa: E402
 from lzu_mm.common.distributed import setup_cpu_distributed  # noqa: E402
 
@@ -80,10 +83,21 @@ def build_cfg(args) -> Config:
     return cfg
 
 
+def register_missing_saliency(cfg: Config, checkpoint: str) -> None:
+    """Saliency files the config names but this machine lacks come from the checkpoint (LZUCheckpointHook).
+
+    The Runner builds the test pipeline (and its zoom) before it loads the checkpoint: read the checkpoint's warp
+    record first, only when a file is missing (:mod:`lzu_mm.common.checkpoint_warp`).
+    """
+    if any(not osp.isfile(site['saliency']) for site in config_saliency_sites(cfg)):
+        register_checkpoint_warps(checkpoint)
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
     check_lzu_config(cfg)  # refuse a pipeline whose recorded LZ grid would not describe the zoomed image
+    register_missing_saliency(cfg, args.checkpoint)
     setup_cpu_distributed(cfg)  # DDP without CUDA (gloo): mmengine 0.10.7 assumes CUDA for --launcher pytorch
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()

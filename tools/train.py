@@ -12,7 +12,10 @@ The config is prepared by :mod:`lzu_mm.common.config`: ``--cfg-options`` are
 merged, then the top-level ``lzu_zoom`` (``--cfg-options lzu_zoom.saliency=F``
 or ``--saliency F``) is written into every zoom transform and ``model.lzu``;
 ``--data-root`` / ``--ann-file`` point every dataloader and evaluator at one
-data folder; ``--max-iters`` makes a short run of any loop type.
+data folder; ``--max-iters`` makes a short run of any loop type. A config that
+zooms with saliency files gets ``LZUCheckpointHook``: every checkpoint stores
+those maps, so inference does not need the files
+(:mod:`lzu_mm.common.checkpoint_warp`).
 """
 import argparse
 import os
@@ -29,6 +32,7 @@ import lzu_mm  # noqa: E402
 
 lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-list
 from lzu_mm.common import check_lzu_config  # noqa: E402
+from lzu_mm.common.checkpoint_warp import LZUCheckpointHook, config_saliency_sites  # noqa: E402
 from lzu_mm.common.config import USED_BY_TRAINING, add_lzu_arguments, prepare_tool_cfg, short_run  # noqa: E402
 from lzu_mm.common.distributed import setup_cpu_distributed  # noqa: E402
 
@@ -67,6 +71,13 @@ def parse_args(argv=None):
     return args
 
 
+def add_checkpoint_warp_hook(cfg: Config) -> None:
+    """Checkpoints of a config with saliency files store them (self-contained for inference, LZUCheckpointHook)."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if config_saliency_sites(cfg) and not any(h.get('type') in ('LZUCheckpointHook', LZUCheckpointHook) for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='LZUCheckpointHook')]
+
+
 def build_cfg(args) -> Config:
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
@@ -88,6 +99,7 @@ def build_cfg(args) -> Config:
         else:
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr = dict(enable=..., base_batch_size=...) in the '
                                'config')
+    add_checkpoint_warp_hook(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

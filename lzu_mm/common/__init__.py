@@ -10,6 +10,7 @@ registries.
 from .adaptive import (AdaptiveSaliencyMixin, BoxSaliency, CascadeSaliencyHook, OnlineTestLoop, OnlineValLoop,
                        SequenceSampler)
 from .checkpoint import allow_mmengine_checkpoints
+from .checkpoint_warp import LZUCheckpointHook, read_checkpoint_warps, register_checkpoint_warps
 from .model import LZUMixin, build_lzu_resampling, build_lzu_warp, post_zoom_flip
 from .pipeline import check_lzu_config, check_lzu_pipeline, use_tta
 from .resampling import BilinearInterpolation, DownsizeNet, SaliencyNet
@@ -21,5 +22,5 @@ __all__ = [
     'allow_mmengine_checkpoints', 'LZUMixin', 'LZZoomMixin', 'SourceResizeMixin', 'build_lzu_warp', 'post_zoom_flip',
     'check_lzu_config', 'check_lzu_pipeline', 'build_lzu_resampling', 'BilinearInterpolation', 'DownsizeNet',
     'SaliencyNet', 'AdaptiveSaliencyMixin', 'BoxSaliency', 'CascadeSaliencyHook', 'OnlineTestLoop', 'OnlineValLoop',
-    'SequenceSampler', 'use_tta'
+    'SequenceSampler', 'use_tta', 'LZUCheckpointHook', 'read_checkpoint_warps', 'register_checkpoint_warps'
 ]

@@ -287,6 +287,8 @@ class AdaptiveSaliencyMixin(LZUMixin):
         unknown = set(cfg) - set(ADAPTIVE_KEYS)
         if unknown:
             raise ValueError(f'adaptive has unknown keys {sorted(unknown)}; expected a subset of {ADAPTIVE_KEYS}')
+        if getattr(self, '_lzu_missing', None) is not None:  # adaptive models need their fixed saliency at build
+            raise self._lzu_missing
         if self.lzu_warp is None:
             raise ValueError(f'{type(self).__name__} needs lzu=dict(grid_shape=..., separable=..., '
                              "attraction_fwhm=..., anti_crop=..., saliency='uniform' or a fixed saliency file) for its "

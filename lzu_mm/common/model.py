@@ -328,7 +328,11 @@ class LZUMixin:
     def init_lzu(self, lzu: Optional[dict] = None, cache_size: int = 8) -> None:
         """Set up the model-side warp (see :func:`build_lzu_warp`), the unzoom options and the grid caches."""
         self.lzu_cfg = None if lzu is None else dict(lzu)
-        warp = build_lzu_warp(lzu)
+        self._lzu_missing: Optional[FileNotFoundError] = None
+        try:
+            warp = build_lzu_warp(lzu)
+        except FileNotFoundError as exc:  # the saliency may come with the checkpoint: completed at load_state_dict
+            warp, self._lzu_missing = None, exc
         # a submodule whose only buffer is non-persistent: base checkpoints still load with strict=True
         self.lzu_warp = warp
         # positions x interpolation of the full-resolution source (ResizeWithSource); None: bilinear / no net
@@ -350,6 +354,31 @@ class LZUMixin:
         self._lzu_align_corners = bool(lzu.get('align_corners', False))
         self._lzu_attraction_fwhm = float(lzu.get('attraction_fwhm', 13.))
         self._lzu_anti_crop = bool(lzu.get('anti_crop', True))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        """Load as the base model; a self-contained LZU checkpoint also brings its saliency maps.
+
+        The warp record (:mod:`lzu_mm.common.checkpoint_warp`) in the state dict's root metadata is registered
+        process-wide (so the test pipeline's zoom finds a missing saliency file in it) and completes a model-side
+        warp whose saliency file was missing when the model was built; a model-side saliency that differs from
+        the checkpoint's is warned about.
+        """
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+        from .checkpoint_warp import RECORD_KEY, check_config_warp, register_checkpoint_warps
+        root = local_metadata if not prefix else (getattr(state_dict, '_metadata', None) or {}).get('', {})
+        record = (root or {}).get(RECORD_KEY)
+        if record is None:
+            return
+        register_checkpoint_warps(record, source=f'{type(self).__name__} checkpoint')
+        lzu = self.lzu_cfg or {}
+        if self._lzu_missing is not None:
+            warp = build_lzu_warp(lzu)  # FileNotFoundError again: the checkpoint does not carry it either
+            device = next(iter(self.parameters()), torch.empty(0)).device
+            self.lzu_warp, self._lzu_missing = warp.to(device), None
+        if isinstance(lzu.get('saliency'), str) and lzu.get('grid_shape') is not None:
+            check_config_warp(lzu['saliency'], lzu['grid_shape'], f'{type(self).__name__} (model.lzu)',
+                              **{k: lzu[k] for k in ('separable', 'attraction_fwhm', 'anti_crop', 'align_corners')
+                                 if k in lzu})
 
     def _lzu_needs_source(self) -> Optional[str]:
         """What of this model's ``lzu`` config needs the full-resolution source (None: nothing)."""
@@ -395,6 +424,10 @@ class LZUMixin:
                 the records of a batch mix warp types or pixel conventions; or
                 nothing zoomed the batch and the model has no warp.
         """
+        if self._lzu_missing is not None:
+            raise FileNotFoundError(f'{type(self).__name__}: {self._lzu_missing} (model.lzu.saliency), and no LZU '
+                                    'checkpoint loaded into the model stores it; give the file, or load a checkpoint '
+                                    'saved with LZUCheckpointHook (tools/train.py adds it)')
         images = self._lzu_images(inputs)
         pad_shape = tuple(images.shape[-2:])
         metas = [_metainfo(s) for s in data_samples] if data_samples else []

@@ -30,6 +30,8 @@ import torch
 
 from lzu_mm.ops import LZWarp, load_saliency
 
+from .checkpoint_warp import check_config_warp
+
 #: Class names of the transforms that write an ``lzu_zoom`` record (every :class:`LZZoomMixin` and
 #: :class:`SourceResizeMixin` subclass, also before its module is imported), for config checks
 #: (:mod:`lzu_mm.common.pipeline`).
@@ -55,7 +57,8 @@ class LZZoomMixin:
     Args:
         saliency: path of the saliency file (the authors' pickled ``(1, 1, h,
             w)`` tensor ``.pkl``, ``.npy`` or ``.pth``), loaded once when the
-            transform is built.
+            transform is built; a missing file is taken from a loaded LZU
+            checkpoint that stores it (:mod:`lzu_mm.common.checkpoint_warp`).
         grid_shape: expected ``(h, w)`` of the saliency (= LZ grid shape).
         separable, attraction_fwhm, anti_crop: LZ grid parameters (see
             :func:`lzu_mm.ops.saliency_to_grid`).
@@ -90,6 +93,9 @@ class LZZoomMixin:
             raise ValueError('saliency must be the path of a saliency file, got None')
         self.saliency_path = str(saliency)
         self.grid_shape = tuple(int(v) for v in grid_shape)
+        # a missing file is read from a loaded self-contained LZU checkpoint (lzu_mm.common.checkpoint_warp)
+        check_config_warp(self.saliency_path, self.grid_shape, type(self).__name__, separable=separable,
+                          attraction_fwhm=attraction_fwhm, anti_crop=anti_crop, align_corners=align_corners)
         self.warp = LZWarp(load_saliency(saliency, self.grid_shape), separable=separable,
                            attraction_fwhm=attraction_fwhm, anti_crop=anti_crop, align_corners=align_corners)
         self._record = dict(grid=self.warp.grid()[0].numpy().astype(np.float32), separable=bool(separable),

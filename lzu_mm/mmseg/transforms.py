@@ -56,7 +56,12 @@ class CenterSquareCrop(CenterCrop):
         ValueError: at build time, a non-positive ``crop_size`` or unknown
             ``keys``; per sample, ``crop_size`` larger than the image, or an
             image and label map of different sizes (message names the file).
-        KeyError: none of ``keys`` is in the results.
+        KeyError: none of ``keys`` is in the results, when ``keys`` includes
+            ``'img'``. A label-only crop (``keys=('gt_seg_map', )``) without a
+            label map passes the results through unchanged: the frameworks'
+            inference APIs (``mmseg.apis.inference_model``,
+            ``MMSegInferencer``) drop ``LoadAnnotations`` from the test
+            pipeline.
     """
 
     def __init__(self,
@@ -76,6 +81,8 @@ class CenterSquareCrop(CenterCrop):
 
     def transform(self, results: dict) -> dict:
         present = [k for k in self.keys if results.get(k, None) is not None]
+        if not present and 'img' not in self.keys:
+            return results  # a label-only crop without labels: inference (the APIs drop LoadAnnotations)
         if not present:
             raise KeyError(f'CenterSquareCrop: none of {self.keys} found in the results{_where(results)}')
         shapes = {k: tuple(results[k].shape[:2]) for k in present}

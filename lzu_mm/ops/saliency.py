@@ -11,6 +11,10 @@ from torch import Tensor
 from ._validate import check_saliency, check_shape_2d, shape_pairs
 
 SALIENCY_SUFFIXES = ('.pkl', '.npy', '.pth', '.pt')
+#: Called as ``fn(path)`` by :func:`load_saliency` for a file that does not exist; each returns the map (anything
+#: ``load_saliency`` accepts) or ``None``. :mod:`lzu_mm.common.checkpoint_warp` adds the saliency maps stored in
+#: loaded LZU checkpoints here (process-wide), so configs naming a dataset-derived file work without it.
+MISSING_SALIENCY_RESOLVERS = []
 
 
 def uniform_saliency(grid_shape: Sequence[int]) -> Tensor:
@@ -37,7 +41,9 @@ def load_saliency(source: Union[str, os.PathLike, Tensor, np.ndarray],
         ``[1, 1, h, w]`` float32 CPU tensor.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: the file does not exist (and none of
+            :data:`MISSING_SALIENCY_RESOLVERS` knows it, e.g. no loaded LZU
+            checkpoint stores a saliency under that path).
         ValueError: unknown suffix, unreadable content, wrong shape or dtype,
             NaN/Inf, negative values, all zeros, or a shape different from
             ``grid_shape``. The message names the file and the expected shape.
@@ -47,7 +53,12 @@ def load_saliency(source: Union[str, os.PathLike, Tensor, np.ndarray],
         path = os.fspath(source)
         name = f'saliency file {path!r}'
         if not osp.isfile(path):
-            raise FileNotFoundError(f'{name} does not exist')
+            for resolve in MISSING_SALIENCY_RESOLVERS:
+                found = resolve(path)
+                if found is not None:
+                    return load_saliency(found, grid_shape)
+            carried = ' and no loaded LZU checkpoint carries it' if MISSING_SALIENCY_RESOLVERS else ''
+            raise FileNotFoundError(f'{name} does not exist{carried}')
         suffix = osp.splitext(path)[1].lower()
         if suffix not in SALIENCY_SUFFIXES:
             raise ValueError(f'{name}: unknown suffix {suffix!r}, expected one of {SALIENCY_SUFFIXES}')

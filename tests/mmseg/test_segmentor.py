@@ -244,8 +244,10 @@ def test_other_encoder_decoders(base, tmp_path):
 def test_model_bad_saliency(tmp_path):
     model_cfg = _tiny_config(tmp_path, 'fcn_r50-d8')
     missing = str(tmp_path / 'nope.pkl')
+    # a missing file may still come with a self-contained LZU checkpoint loaded after the build: first use fails
+    model = MODELS.build(dict(model_cfg, type='LZUEncoderDecoder', lzu=dict(saliency=missing, grid_shape=(8, 8))))
     with pytest.raises(FileNotFoundError, match='nope.pkl'):
-        MODELS.build(dict(model_cfg, type='LZUEncoderDecoder', lzu=dict(saliency=missing, grid_shape=(8, 8))))
+        model.extract_feat(torch.zeros(1, 3, 32, 32))
     path = _saliency_file(tmp_path, uniform_saliency((8, 8)))
     with pytest.raises(ValueError, match=r'sal.pth.*grid shape \(8, 8\).*grid_shape \(16, 16\)'):
         MODELS.build(dict(model_cfg, type='LZUEncoderDecoder', lzu=dict(saliency=path, grid_shape=(16, 16))))
