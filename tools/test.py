@@ -1,7 +1,8 @@
 """Test (evaluate) a checkpoint from a config with mmengine's Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--tta]
-                         [--show] [--wait-time SECONDS] [--show-dir DIR] [--saliency FILE] [--data-root DIR [--ann-file FILE]]
+                         [--show] [--wait-time SECONDS] [--show-dir DIR] [--saliency FILE]
+                         [--data-root DIR [--ann-file FILE]]
                          [--cfg-options k=v ...] [--launcher pytorch]
 
 Works for MMDetection, MMSegmentation and MMDetection3D configs; the metrics are
@@ -55,7 +56,8 @@ def parse_args(argv=None):
                         help='test-time augmentation: tta_model around the model on tta_pipeline (a zoom per view)')
     parser.add_argument('--show', action='store_true', help='show the predictions in a window (needs a display)')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each --show window stays open')
-    parser.add_argument('--show-dir', help='save painted predictions into this directory (mmdet / mmdet3d: under the work dir)')
+    parser.add_argument('--show-dir',
+                        help='save painted predictions into this directory (mmdet / mmdet3d: under the work dir)')
     add_lzu_arguments(parser)
     parser.add_argument(
         '--cfg-options',

@@ -217,7 +217,8 @@ def readme(family: str, numbers, results: Dict[str, List[dict]]) -> str:
         lines += [''] + [f'- {note}' for note in table.notes] + ['']
     others = [c for c in family_configs(family) if c not in results]
     if others:
-        lines += ['### Configs not in the paper\'s Tables 1-5', '', '| Config | What it is | Ours |', '| --- | --- | --- |']
+        lines += ['### Configs not in the paper\'s Tables 1-5', '', '| Config | What it is | Ours |',
+                  '| --- | --- | --- |']
         lines += [f'| [{osp.basename(c)}]({osp.basename(c)}) | {config_summary(c)} | '
                   f'{REPRODUCED.get(c, NOT_REPRODUCED)} |' for c in others]
         lines.append('')
