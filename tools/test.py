@@ -6,9 +6,10 @@
                          [--cfg-options k=v ...] [--launcher pytorch]
 
 Works for MMDetection, MMSegmentation and MMDetection3D configs; the metrics are
-the config's ``test_evaluator``. ``import lzu_mm`` lets ``torch.load`` read the
-checkpoints mmengine writes (numpy objects in ``meta`` / ``message_hub``) under
-torch >= 2.6, without switching the safe unpickler off.
+the config's ``test_evaluator``. Registering the plugin lets mmengine's
+checkpoint loaders read the checkpoints mmengine writes (numpy objects in
+``meta`` / ``message_hub``) under torch >= 2.6, without switching the safe
+unpickler off (:mod:`lzu_mm.common.checkpoint`, scoped to those loads).
 
 As in ``tools/train.py``, ``--saliency`` / ``--cfg-options lzu_zoom.*`` reach
 every zoom transform and ``model.lzu``, ``--data-root`` / ``--ann-file`` every
