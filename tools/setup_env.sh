@@ -19,9 +19,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 pip_install() { "$VENV/bin/python" -m pip install --disable-pip-version-check "$@"; }
 
-pip_install -q --upgrade "pip<25"
+# any pip >= 21.3 installs lzu_mm through pyproject.toml (PEP 660); no upper pin needed
+pip_install -q --upgrade pip
 pip_install -q $TORCH_SPEC
-# after torch: torch pulls in a recent setuptools, mmcv's setup.py needs pkg_resources
+# after torch: torch pulls in a recent setuptools, mmcv's setup.py needs pkg_resources (setuptools<70);
+# the same setuptools then builds lzu_mm (pyproject.toml, PEP 660 editable) without build isolation
 pip_install -q -c requirements/constraints.txt -r requirements/build.txt
 # mmcv 2.1.0 with compiled ops, built against the torch above (cached wheel after first build).
 if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '2.1.0')" 2>/dev/null; then

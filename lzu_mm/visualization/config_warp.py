@@ -164,7 +164,23 @@ def _is_loader(t: dict) -> bool:
     return name.startswith('load')
 
 
-def image_before_zoom(cfg, image: np.ndarray, image_path: str = '') -> np.ndarray:
+def pre_zoom_transforms(cfg) -> list:
+    """The built test-pipeline transforms that come before the zoom / resize (loaders excluded).
+
+    Build them once and pass them to :func:`image_before_zoom` for every
+    image; the framework's registry must be the default scope
+    (``mmengine.registry.init_default_scope``).
+    """
+    from mmengine.registry import TRANSFORMS
+
+    pipeline = config_test_pipeline(cfg)
+    resize = find_resize(pipeline)
+    if resize is None:
+        return []
+    return [TRANSFORMS.build(t) for t in pipeline[:pipeline.index(resize)] if not _is_loader(t)]
+
+
+def image_before_zoom(cfg, image: np.ndarray, image_path: str = '', transforms: Optional[list] = None) -> np.ndarray:
     """The image as the config's zoom / resize transform receives it.
 
     Runs the test-pipeline transforms that come before the zoom (e.g. a
@@ -176,25 +192,25 @@ def image_before_zoom(cfg, image: np.ndarray, image_path: str = '') -> np.ndarra
         cfg: the config.
         image: ``[H, W, 3]`` RGB image.
         image_path: its path (some transforms record it).
+        transforms: :func:`pre_zoom_transforms` of ``cfg``, built once by
+            the caller (default: built here).
 
     Returns:
         ``[h, w, 3]`` RGB image.
-    """
-    from mmengine.registry import TRANSFORMS
 
-    pipeline = config_test_pipeline(cfg)
-    resize = find_resize(pipeline)
-    if resize is None:
-        return image
-    prefix = [t for t in pipeline[:pipeline.index(resize)] if not _is_loader(t)]
-    if not prefix:
+    Raises:
+        ValueError: a transform dropped the image.
+    """
+    if transforms is None:
+        transforms = pre_zoom_transforms(cfg)
+    if not transforms:
         return image
     bgr = np.ascontiguousarray(image[..., ::-1])
     # cam2img: placeholder intrinsics for mono-3D resizes, which rescale them in place (only the image is used)
     results = dict(img=bgr, img_path=image_path, img_shape=bgr.shape[:2], ori_shape=bgr.shape[:2],
                    cam2img=np.eye(3))
-    for t in prefix:
-        results = TRANSFORMS.build(t)(results)
+    for t in transforms:
+        results = t(results)
         if results is None:
-            raise ValueError(f'transform {t.get("type")} of the test pipeline dropped the image')
+            raise ValueError(f'transform {type(t).__name__} of the test pipeline dropped the image')
     return np.ascontiguousarray(results['img'][..., ::-1])

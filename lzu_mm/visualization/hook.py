@@ -24,7 +24,7 @@ from mmengine.registry import HOOKS
 
 from lzu_mm.ops import interpolate, load_saliency, zoom_sampling_grid
 
-from .config_warp import image_before_zoom
+from .config_warp import image_before_zoom, pre_zoom_transforms
 from .panels import figure_to_array, plot_lzu_panels
 from .predictions import predictions_from_sample
 from .warp_maps import compute_warp_panels
@@ -61,7 +61,7 @@ class LZUVisualizationHook(Hook):
     that interpolates with a learned module (``model.lzu.interpolation``,
     e.g. DownsizeNet) gets its zoomed image and coefficient maps drawn. The original image is read from the sample's
     ``img_path`` and passed through the test-pipeline transforms before the
-    zoom (e.g. a centre crop); the zoomed size is its ``img_shape``.
+    zoom (e.g. a centre crop; built once per hook); the zoomed size is its ``img_shape``.
 
     Args:
         interval: draw every ``interval``-th sample (by index in the loop's
@@ -94,6 +94,7 @@ class LZUVisualizationHook(Hook):
         self.max_side = max_side
         self.name_prefix = name_prefix
         self._saliency_cache = {}
+        self._pre_zoom = None  # the test-pipeline transforms before the zoom, built once
         self._warned = False
 
     def _model_warp(self, runner):
@@ -156,7 +157,9 @@ class LZUVisualizationHook(Hook):
                 self._warned = True
             return None
         grid, saliency, separable, align_corners = found
-        image = image_before_zoom(runner.cfg, read_rgb(img_path), img_path)  # e.g. a centre crop first
+        if self._pre_zoom is None:
+            self._pre_zoom = pre_zoom_transforms(runner.cfg)
+        image = image_before_zoom(runner.cfg, read_rgb(img_path), img_path, self._pre_zoom)  # e.g. a centre crop
         out_shape = tuple(meta.get('img_shape', image.shape[:2]))[:2]
         learned = dict()
         interp = self._interpolation(runner)

@@ -1,4 +1,8 @@
-"""mmengine checkpoints load under torch >= 2.6's weights_only default, and nothing more does."""
+"""mmengine checkpoints load under torch >= 2.6's weights_only default, and nothing more does.
+
+The extra globals are allowed only inside mmengine's checkpoint loaders (or
+``mmengine_checkpoint_globals()``): a plain ``torch.load`` is untouched.
+"""
 import os
 import pickle
 
@@ -6,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import lzu_mm.common  # noqa: F401  (allow-lists mmengine checkpoint globals)
+import lzu_mm.common  # noqa: F401  (scopes the mmengine checkpoint globals to mmengine's loaders)
+from lzu_mm.common.checkpoint import mmengine_checkpoint_globals
+
+pytest.importorskip('mmengine')
+from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 
 
 def test_mmengine_checkpoint_round_trip(tmp_path):
@@ -20,7 +28,14 @@ def test_mmengine_checkpoint_round_trip(tmp_path):
                 state_dict=dict(w=torch.ones(2)), message_hub=hub.state_dict())
     path = os.path.join(tmp_path, 'epoch_1.pth')
     torch.save(ckpt, path)
-    loaded = torch.load(path)  # torch's default: weights_only=True
+    with pytest.raises(pickle.UnpicklingError):  # not allowed process-wide
+        torch.load(path)  # torch's default: weights_only=True
+    assert not any('HistoryBuffer' in repr(g) for g in torch.serialization.get_safe_globals())
+    with mmengine_checkpoint_globals():
+        assert torch.load(path)['meta']['seed'] == 7
+    with pytest.raises(pickle.UnpicklingError):  # the scope ended
+        torch.load(path)
+    loaded = _load_checkpoint(path, map_location='cpu')  # mmengine's CheckpointLoader: torch.load inside the scope
     assert loaded['meta']['seed'] == 7
     assert np.array_equal(loaded['meta']['mean'], [1.0, 2.0])
     restored = MessageHub.get_instance('lzu_ckpt_test_restored')
@@ -39,7 +54,7 @@ def test_arbitrary_globals_are_still_rejected(tmp_path):
     path = os.path.join(tmp_path, 'bad.pth')
     torch.save({'x': Exploit()}, path)
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)
+        _load_checkpoint(path, map_location='cpu')
 
 
 def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
@@ -54,7 +69,7 @@ def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
     path = os.path.join(tmp_path, 'sneaky.pth')
     torch.save({'x': Sneaky()}, path)
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)
+        _load_checkpoint(path, map_location='cpu')
 
 
 def test_runner_resumes_its_checkpoint(tmp_path):

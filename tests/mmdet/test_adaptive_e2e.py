@@ -15,8 +15,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from mmengine.runner.checkpoint import _load_checkpoint
 
-import lzu_mm.common  # noqa: F401  (torch.load reads mmengine checkpoints)
+import lzu_mm.common  # noqa: F401  (mmengine's loaders read mmengine checkpoints)
 from lzu_mm.ops import bbox_kde_saliency
 
 from .conftest import CONFIG_DIR
@@ -84,7 +85,7 @@ def test_training_switches_to_the_cascade_and_learns_the_kde(checkpoint):
     # validation after epoch 2 runs online too (the config's OnlineValLoop and SequenceSampler)
     assert 'OnlineValLoop: 2 sequences, 8 frames on process 0 of 1' in log[second:]
     assert re.search(r'Epoch\(val\) \[2\]\[8/8\].*coco/bbox_mAP: [0-9.-]+', log), log[-3000:]
-    state = torch.load(ckpt, map_location='cpu')['state_dict']
+    state = _load_checkpoint(ckpt, map_location='cpu')['state_dict']
     for name in ('lzu_saliency.bandwidth', 'lzu_saliency.amplitude'):  # LKDE: moved from 0, finite
         assert torch.isfinite(state[name]).all() and float(state[name].abs()) > 0, (name, state[name])
 
@@ -107,7 +108,7 @@ def _test(video, ckpt, tmp_path, name, procs=1, **kwargs):
 
 def test_online_records_and_equal_results_over_batches_and_processes(video, checkpoint, tmp_path):
     ckpt, _ = checkpoint
-    state = torch.load(ckpt, map_location='cpu')['state_dict']  # FOVEA's LKDE form: |1 + p| * init + 0.1
+    state = _load_checkpoint(ckpt, map_location='cpu')['state_dict']  # FOVEA's LKDE form: |1 + p| * init + 0.1
     scales = [float((1 + state[f'lzu_saliency.{k}']).abs() * init + 0.1)
               for k, init in (('bandwidth', 64.), ('amplitude', 1.))]
     reference, log = _test(video, ckpt, tmp_path, 'p1_b1')

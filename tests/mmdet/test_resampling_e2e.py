@@ -19,8 +19,9 @@ import sys
 
 import pytest
 import torch
+from mmengine.runner.checkpoint import _load_checkpoint
 
-import lzu_mm.mmdet  # noqa: F401  (also lets torch.load read mmengine checkpoints)
+import lzu_mm.mmdet  # noqa: F401  (also lets mmengine's loaders read mmengine checkpoints)
 from tests.conftest import REPO_ROOT, shared_path
 
 from .conftest import CONFIG_DIR
@@ -85,7 +86,7 @@ def test_segmentor_training_steps_move_the_learned_pieces(segmentor_run):
 def test_detector_reuses_the_segmentors_downsizenet_and_learns_its_saliency(segmentor_run, argoverse_hd, tmp_path):
     ckpt = segmentor_run['checkpoint']
     trained = {k[len('lzu_interpolation.'):]: v for k, v in
-               torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict'].items()
+               _load_checkpoint(ckpt, map_location='cpu')['state_dict'].items()
                if k.startswith('lzu_interpolation.')}
     out = str(tmp_path / 'probe.json')
     transfer = (f"model = dict(lzu=dict(saliency_net=dict(input_size=(62, 102)), interpolation=dict(type='DownsizeNet',"
@@ -97,7 +98,7 @@ def test_detector_reuses_the_segmentors_downsizenet_and_learns_its_saliency(segm
                                                     'param_scheduler.0.start_factor=1.0']
     log = run([sys.executable, 'tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'), '--cfg-options', *opts])
     assert re.search(r'Epoch\(train\)\s+\[1\]\[2/2\].*loss: [0-9.]+', log), log[-3000:]
-    start = torch.load(out + '.init.pth', weights_only=True)
+    start = _load_checkpoint(out + '.init.pth', map_location='cpu')
     assert trained and all(torch.equal(start['lzu_interpolation.' + k], v) for k, v in trained.items())
     first, second = probe(out)
     for step in (first, second):
