@@ -4,9 +4,10 @@
                                  [--saliency FILE] [--data-root DIR [--ann-file FILE]] [--max-iters N]
                                  [--cfg-options k=v ...] [--launcher pytorch]
 
-Works for any config of the three frameworks; ``import lzu_mm`` registers the
-plugin's modules (configs also load it through ``custom_imports``) and lets
-``torch.load`` read mmengine checkpoints (see ``lzu_mm.common.checkpoint``).
+Works for any config of the three frameworks: the plugin's modules are
+registered (configs also load them through ``custom_imports``), and mmengine's
+checkpoint loaders read the checkpoints mmengine writes under torch >= 2.6
+(``weights_only``; scoped to those loaders, see ``lzu_mm.common.checkpoint``).
 
 The config is prepared by :mod:`lzu_mm.common.config`: ``--cfg-options`` are
 merged, then the top-level ``lzu_zoom`` (``--cfg-options lzu_zoom.saliency=F``
