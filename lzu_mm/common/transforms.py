@@ -28,7 +28,7 @@ import mmcv
 import numpy as np
 import torch
 
-from lzu_mm.ops import LZWarp, load_saliency
+from lzu_mm.ops import LZWarp, load_saliency, uniform_saliency
 
 #: Class names of the transforms that write an ``lzu_zoom`` record (every :class:`LZZoomMixin` and
 #: :class:`SourceResizeMixin` subclass, also before its module is imported), for config checks
@@ -55,7 +55,8 @@ class LZZoomMixin:
     Args:
         saliency: path of the saliency file (the authors' pickled ``(1, 1, h,
             w)`` tensor ``.pkl``, ``.npy`` or ``.pth``), loaded once when the
-            transform is built.
+            transform is built, or ``'uniform'`` (a uniform resize through
+            the LZ machinery: the baseline that LZU must match).
         grid_shape: expected ``(h, w)`` of the saliency (= LZ grid shape).
         separable, attraction_fwhm, anti_crop: LZ grid parameters (see
             :func:`lzu_mm.ops.saliency_to_grid`).
@@ -90,7 +91,9 @@ class LZZoomMixin:
             raise ValueError('saliency must be the path of a saliency file, got None')
         self.saliency_path = str(saliency)
         self.grid_shape = tuple(int(v) for v in grid_shape)
-        self.warp = LZWarp(load_saliency(saliency, self.grid_shape), separable=separable,
+        sal = uniform_saliency(self.grid_shape) if self.saliency_path == 'uniform' else load_saliency(
+            saliency, self.grid_shape)
+        self.warp = LZWarp(sal, separable=separable,
                            attraction_fwhm=attraction_fwhm, anti_crop=anti_crop, align_corners=align_corners)
         self._record = dict(grid=self.warp.grid()[0].numpy().astype(np.float32), separable=bool(separable),
                             attraction_fwhm=float(attraction_fwhm), anti_crop=bool(anti_crop),
