@@ -72,6 +72,9 @@ class _Ctx:
     """What a conversion needs: the framework's names and the zoom arguments."""
 
     def __init__(self, framework: str, zoom_kwargs: dict):
+        if framework not in FRAMEWORKS:
+            raise ValueError(f'framework must be one of {sorted(FRAMEWORKS)}, got {framework!r}')
+        importlib.import_module(f'lzu_mm.{framework}')  # registers the zoom transforms
         spec = FRAMEWORKS[framework]
         self.framework = framework
         self.zoom = spec['zoom']
@@ -115,7 +118,7 @@ def _zoom(t: dict, ctx: _Ctx, where: str) -> dict:
     """The zoom transform standing for the resize ``t``."""
     name = _name(t)
     if name in ctx.resizes:
-        return dict({k: v for k, v in t.items() if k != 'type'}, type=ctx.zoom, **ctx.zoom_kwargs)
+        return dict(type=ctx.zoom, **{k: v for k, v in t.items() if k != 'type'}, **ctx.zoom_kwargs)
     if name in _RESIZE_WRAPPERS:
         inner = _name(dict(type=t.get('resize_type', 'Resize')))
         if inner not in ctx.resizes:
@@ -361,7 +364,11 @@ def convert_config(base: str,
     from lzu_mm.ops import load_saliency
     from . import factory
 
-    cfg = Config.fromfile(base)
+    if '::' in base:  # a package path: mmengine resolves it in the installed package (as _base_ does)
+        from mmengine.hub import get_config
+        cfg = get_config(base)
+    else:
+        cfg = Config.fromfile(base)
     framework = _framework(cfg, base)
     importlib.import_module(f'lzu_mm.{framework}')
     if saliency != 'uniform':
@@ -391,10 +398,10 @@ def convert_config(base: str,
                          "(model.lzu: each window is zoomed and unzoomed by the model), or set "
                          "model.test_cfg=dict(mode='whole') in the base config")
 
-    lines = [f'# LZU ("Learning to Zoom and Unzoom", Thavamani et al., CVPR 2023) version of {base},',
-             '# written by tools/misc/lzu_config.py: only the model type'
-             + (' and its lzu warp change (model-side zoom; pipelines as in the base).' if model_side else
-                ', the last resize of each pipeline (-> fixed-saliency zoom) and the packing meta_keys change.'),
+    lines = ['# LZU ("Learning to Zoom and Unzoom", Thavamani et al., CVPR 2023) version of',
+             f'# {base},', '# written by tools/misc/lzu_config.py. Changed: the model type'
+             + (' and its warp\n# (model.lzu: the model zooms; the pipelines are the base\'s).' if model_side else
+                ', the last resize of each\n# pipeline (-> the fixed-saliency zoom) and the packing meta_keys.'),
              f'_base_ = [{_base_ref(base, out)!r}]']
     imports = list((cfg.get('custom_imports') or {}).get('imports') or [])
     if f'lzu_mm.{framework}' not in imports:
@@ -423,7 +430,7 @@ def convert_config(base: str,
                 text = _zoom_text(new, zoom_kwargs)
                 var = texts.get(text)
                 if var is None:
-                    var = {'train_dataloader': 'train_pipeline', 'val_dataloader': 'val_pipeline',
+                    var = {'train_dataloader': 'train_pipeline', 'val_dataloader': 'test_pipeline',
                            'test_dataloader': 'test_pipeline'}[loader]
                     var = var if var not in names.values() else f'{var}_{len(names)}'
                     texts[text] = var

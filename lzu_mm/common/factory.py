@@ -129,9 +129,10 @@ def lzu_model_class(base: type) -> type:
         name = f'{base.__module__}.{base.__name__}' if isinstance(base, type) else repr(base)
         raise TypeError(f'LZU cannot wrap {name}: {why}')
     family = _family(base)
-    if issubclass(base, family.mixins[0]):
+    from .model import LZUMixin
+    if issubclass(base, (LZUMixin, family.mixins[0])):
         raise TypeError(f'LZU cannot wrap {base.__module__}.{base.__name__}: it already has LZU '
-                        f'({family.mixins[0].__name__}) among its bases')
+                        f'({next(c.__name__ for c in base.__mro__ if issubclass(c, LZUMixin))}) among its bases')
     name = f'LZU{base.__name__}'
     module = sys.modules[__name__]
     attr = name if getattr(module, name, None) is None else f'{name}_{len(_CACHE)}'  # two bases of the same name
@@ -166,9 +167,10 @@ def make_lzu_builder(registry) -> Callable:
     """The ``LZU`` model type of a framework's ``MODELS`` registry: ``LZU(base, **kwargs)`` builds ``LZU<base>``.
 
     ``base`` (a name or a class) is looked up in ``registry`` (the
-    framework's ``MODELS``, so a scoped name like ``'mmdet.ATSS'`` reaches a
-    sibling registry as in any OpenMMLab config); the other arguments go to
-    the LZU class (the base's arguments plus ``lzu``).
+    framework's ``MODELS``); a scoped name like ``'mmdet.ATSS'`` reaches a
+    sibling registry, and the model is then built in that scope (as with
+    ``_scope_='mmdet'``: its sub-modules are looked up there too). The other
+    arguments go to the LZU class (the base's arguments plus ``lzu``).
     """
 
     def LZU(base: Union[str, type], **kwargs):  # noqa: N802  (the registered type name)
@@ -178,7 +180,12 @@ def make_lzu_builder(registry) -> Callable:
             KeyError: ``base`` is not registered.
             TypeError: ``base`` cannot be made an LZU model (the reason is in the message).
         """
-        return lzu_model_class(_resolve(registry, base))(**kwargs)
+        scope = registry.split_scope_key(base)[0] if isinstance(base, str) else None
+        if scope is None or scope == registry.scope:
+            return lzu_model_class(_resolve(registry, base))(**kwargs)
+        # 'mmdet.ATSS' from another scope: built as with _scope_='mmdet' (its sub-modules are mmdet's too)
+        with registry.switch_scope_and_registry(scope) as scoped:
+            return lzu_model_class(_resolve(scoped, base))(**kwargs)
 
     LZU.__module__ = __name__
     return LZU
