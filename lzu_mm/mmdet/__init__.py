@@ -32,7 +32,8 @@ from .transforms import ChainedResize, FixedSaliencyZoom, ResizeWithSource
 __all__ = [
     'register_all_modules',
     'ARGOVERSE_HD_CLASSES', 'ArgoverseHDDataset', 'FixedSaliencyZoom', 'ChainedResize', 'ResizeWithSource',
-    'LZURetinaNet', 'LZUFCOS', 'LZUFasterRCNN', 'LZUAdaptiveRetinaNet', 'FOVEAMixin', 'FOVEARetinaNet', 'FOVEAFasterRCNN'
+    'LZURetinaNet', 'LZUFCOS', 'LZUFasterRCNN', 'LZUAdaptiveRetinaNet', 'FOVEAMixin', 'FOVEARetinaNet',
+    'FOVEAFasterRCNN'
 ]
 
 

@@ -151,6 +151,7 @@ def test_state_dict_is_the_base_models_strict_both_ways():
 
 
 def test_factory_imports_no_framework():
-    code = 'import sys, lzu_mm.common.factory; print(sorted(m for m in ("mmdet", "mmseg", "mmdet3d") if m in sys.modules))'
+    code = ('import sys, lzu_mm.common.factory; '
+            'print(sorted(m for m in ("mmdet", "mmseg", "mmdet3d") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == '[]'
