@@ -31,7 +31,7 @@ from lzu_mm.common import check_lzu_config, factory
 from lzu_mm.common.convert import convert_config
 from lzu_mm.ops.saliency import save_saliency
 from mmdet.registry import MODELS, TRANSFORMS
-from tests.conftest import shared_path
+from tests.conftest import REPO_ROOT, shared_path
 from tests.position_harness import (assert_geometry, build_pipeline, cell_positions, coordinate_samples,
                                     geometry_report, strong_saliency)
 
@@ -279,3 +279,49 @@ def test_deformable_detr_geometry_and_padding_masks(saliencies):
                 assert 0 <= int(attended.any(1 - dim).sum() - valid.any(1 - dim).sum()) <= 1
             padded += int(mask[b].sum())
     assert padded > 0  # the second image is padded: the masks are not trivial
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+def _tool(path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(path))[0], osp.join(REPO_ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_saliency_tool_converter_train_test(argoverse_hd, tmp_path):
+    """tools/saliency/box_kde_saliency.py -> tools/misc/lzu_config.py -> tools/train.py (2 iterations) ->
+    tools/test.py (a fresh process), on the uniform RetinaNet config of this project and the real images
+    (ResNet-18, 192x120)."""
+    import pickle
+    import re
+    import sys
+
+    from .test_train_test_e2e import SCALE as E2E_SCALE
+    from .test_train_test_e2e import cfg_options, run
+    saliency = str(tmp_path / 'kde_31x51.pkl')
+    _tool('tools/saliency/box_kde_saliency.py').main([argoverse_hd['train'], saliency, '--grid-shape', '31', '51'])
+    base = osp.join(REPO_ROOT, 'configs', 'lzu_retinanet', 'retinanet_r50_fpn_3e_argoverse-hd-0.5x.py')
+    cfg = str(tmp_path / 'retinanet_lzu.py')
+    _tool('tools/misc/lzu_config.py').main([base, '--saliency', saliency, '--attraction-fwhm', '10', '-o', cfg])
+    opts = cfg_options(argoverse_hd) + ['model.backbone.depth=18', 'model.neck.in_channels=[64,128,256,512]']
+    work = str(tmp_path / 'work')
+    scopes = dict(DefaultScope._instance_dict)
+    try:  # in this process (a fresh one costs ~10 s of imports); the Runner's default scope is dropped after
+        _tool('tools/train.py').main([cfg, '--work-dir', work, '--max-iters', '2', '--cfg-options', *opts])
+    finally:
+        DefaultScope._instance_dict.clear()
+        DefaultScope._instance_dict.update(scopes)
+    dumped = open(osp.join(work, osp.basename(cfg))).read()
+    assert "type='LZU'" in dumped and "base='RetinaNet'" in dumped and saliency in dumped
+    ckpt = next(osp.join(work, f) for f in ('epoch_1.pth', 'iter_2.pth') if osp.isfile(osp.join(work, f)))
+    preds = str(tmp_path / 'preds.pkl')
+    out = run([sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'), '--out', preds,
+               '--cfg-options', *opts])
+    assert re.search(r'coco/bbox_mAP: [0-9.-]+', out), out[-3000:]
+    with open(preds, 'rb') as f:
+        results = pickle.load(f)
+    assert all(r['ori_shape'] == (900, 1600) and r['lzu_zoom']['saliency'] == saliency for r in results)
+    boxes = torch.cat([r['pred_instances']['bboxes'] for r in results])
+    assert float(boxes[:, 2].max()) > 2 * E2E_SCALE[0]  # original-image pixels, not the 192-wide network input
