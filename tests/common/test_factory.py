@@ -155,3 +155,31 @@ def test_factory_imports_no_framework():
             'print(sorted(m for m in ("mmdet", "mmseg", "mmdet3d") if m in sys.modules))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == '[]'
+
+
+def test_register_all_modules_per_framework():
+    """As OpenMMLab's: the framework's modules, ours, and (optionally) the default scope."""
+    for framework, registry in (('mmdet', DET_MODELS), ('mmseg', SEG_MODELS), ('mmdet3d', DET3D_MODELS)):
+        module = getattr(lzu_mm, framework)
+        module.register_all_modules(init_default_scope=False)
+        assert registry.get('LZU') is not None and registry.get(f'{framework}.LZU') is not None
+        with DefaultScope.overwrite_default_scope(None):
+            scopes = dict(DefaultScope._instance_dict)
+            try:
+                module.register_all_modules(init_default_scope=True)
+                assert DefaultScope.get_current_instance().scope_name == framework
+            finally:
+                DefaultScope._instance_dict.clear()
+                DefaultScope._instance_dict.update(scopes)
+
+
+def test_a_users_own_detector():
+    """A class registered by the user's code (custom_imports) gets its family's mixin by inheritance."""
+
+    class MyATSS(ATSS):
+        pass
+
+    DET_MODELS.register_module(name='TestFactoryMyATSS', module=MyATSS, force=True)
+    model = _build(DET_MODELS, dict(TINY_ATSS, type='LZU', base='TestFactoryMyATSS'), 'mmdet')
+    assert isinstance(model, MyATSS) and isinstance(model, lzu_mm.mmdet.detectors.LZUDetectorMixin)
+    assert type(model).__name__ == 'LZUMyATSS'
