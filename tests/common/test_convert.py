@@ -197,6 +197,12 @@ def test_mmdet3d_stock(stock, saliency, tmp_path):
         assert 'FixedSaliencyZoom3D' in _names(pipeline)
         assert {'lzu_zoom', 'cam2img', 'homography_matrix'} <= set(_pack(pipeline).meta_keys)
     _build_pipeline(cfg.test_dataloader.dataset.pipeline, 'mmdet3d')
+    from mmdet3d.registry import MODELS
+    cfg.model.backbone.update(depth=18, init_cfg=None, dcn=None, stage_with_dcn=(False, ) * 4)
+    cfg.model.neck.in_channels = [64, 128, 256, 512]
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'LZUFCOSMono3D'  # PGD is an FCOSMono3D with a PGDHead
 
 
 def test_cli(saliency, tmp_path):
