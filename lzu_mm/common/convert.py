@@ -15,8 +15,8 @@ LZU needs:
   ``resize_type=<zoom>``, ``MultiScaleFlipAug`` its ``resize_cfg``, every
   ``Resize`` alternative of a ``TestTimeAug`` is zoomed -- and the packing
   transform's ``meta_keys`` get ``'lzu_zoom'`` (plus ``'flip'``,
-  ``'flip_direction'`` where a flip may follow, and MMDetection's
-  ``'homography_matrix'``). Resizes before the last one stay uniform.
+  ``'flip_direction'``, for a flip after the zoom, and ``'homography_matrix'``
+  (MMDetection, MMDetection3D)). Resizes before the last one stay uniform.
 * model zoom (``model_side=True``): the pipelines are not touched (their
   uniform resizes stay) and the model gets ``lzu=dict(saliency=...,
   grid_shape=...)``: it zooms the uniformly resized batch itself, each window
@@ -224,8 +224,7 @@ def convert_pipeline(pipeline: Sequence, framework: str, zoom_kwargs: dict, wher
     """
     ctx = _Ctx(framework, zoom_kwargs)
     seq = _convert_seq(copy.deepcopy(list(pipeline)), ctx, where)
-    flips = any(_name(t) in ('RandomFlip', 'RandomFlip3D', 'MultiScaleFlipAug', 'TestTimeAug') for t in _flat(seq))
-    return _set_meta_keys(seq, ctx, flips)
+    return _set_meta_keys(seq, ctx, flips=True)  # the flip state too: packed only when present, a later flip needs it
 
 
 # ------------------------------------------------------------------------------------------------- configs
