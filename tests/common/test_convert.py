@@ -6,6 +6,7 @@ converted at its last resize; the written config inherits the base, passes
 check_lzu_config, and its pipelines build; what cannot be converted is
 refused naming the transform / dataset / setting.
 """
+import os
 import os.path as osp
 
 import pytest
@@ -218,3 +219,27 @@ def test_cli(saliency, tmp_path):
     assert zoom.saliency == 'uniform' and zoom.separable is False and zoom.attraction_fwhm == 5.
     with pytest.raises(SystemExit, match='lzu_config: .*RandomCrop after RandomResize'):
         cli.main(['mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py', '--saliency', saliency, '-o', out])
+
+
+def test_readme_shows_the_converters_actual_output(tmp_path, monkeypatch):
+    """README "Use LZU in your own model": each example block is what the converter writes today."""
+    import re
+
+    from lzu_mm.ops import uniform_saliency
+    with open(osp.join(REPO_ROOT, 'README.md')) as f:
+        readme = f.read()
+    section = readme[readme.index('## Use LZU in your own model'):]
+    commands = re.findall(r'`python tools/misc/lzu_config.py ([^`]+)`', section)
+    blocks = re.findall(r'```python\n(# LZU .*?)\n```', section, re.S)
+    assert len(commands) == len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    for command, block in zip(commands, blocks):
+        args = command.split()
+        saliency = args[args.index('--saliency') + 1]
+        sized = re.search(r'_(\d+)x(\d+)\.pkl$', saliency)  # kde-sd_31x51.pkl; the authors' nuScenes map: 27x48
+        shape = tuple(int(v) for v in sized.groups()) if sized else (27, 48)
+        os.makedirs(osp.dirname(saliency), exist_ok=True)
+        save_saliency(uniform_saliency(shape), saliency)
+        text = convert_config(args[0], saliency, attraction_fwhm=10. if '--attraction-fwhm' in args else None,
+                              model_side='--model-side' in args, out=args[args.index('-o') + 1])
+        assert text.rstrip() == block.rstrip(), command
