@@ -48,9 +48,18 @@ FLIP_TRANSFORMS = frozenset({'RandomFlip', 'RandomFlip3D'})
 _WRAPPER_KEYS = ('transforms', 'pipeline')
 
 
-def _name(t) -> str:
-    kind = t.get('type') if isinstance(t, dict) else None
+def _type_name(kind) -> str:
     return (kind.__name__ if isinstance(kind, type) else str(kind)).split('.')[-1]
+
+
+def _name(t) -> str:
+    """Class name of a transform config; ``RandomResize`` / ``RandomChoiceResize`` with a zoom ``resize_type``
+    are named by it (they zoom)."""
+    kind = t.get('type') if isinstance(t, dict) else None
+    name = _type_name(kind)
+    if name in ('RandomResize', 'RandomChoiceResize') and _type_name(t.get('resize_type')) in ZOOM_TRANSFORMS:
+        return _type_name(t['resize_type'])
+    return name
 
 
 def _flatten(pipeline: Iterable) -> List[dict]:
@@ -61,6 +70,10 @@ def _flatten(pipeline: Iterable) -> List[dict]:
             out.extend(_flatten(t))
             continue
         if not isinstance(t, dict):
+            continue
+        if _name(t) == 'MultiScaleFlipAug':  # mmcv: resize_cfg, then a flip, then its transforms
+            out.extend([dict(t.get('resize_cfg') or dict(type='Resize')), dict(type='RandomFlip')])
+            out.extend(_flatten(t.get('transforms')))
             continue
         out.append(t)
         for key in _WRAPPER_KEYS:
@@ -79,8 +92,14 @@ def _moves_image(t: dict) -> bool:
 
 def _tta_views(pipeline: Sequence) -> Iterator[list]:
     """The linear pipeline of each view a ``TestTimeAug`` in ``pipeline`` makes (one per combination of its
-    alternatives, e.g. every scale x flip); ``pipeline`` itself when it has none."""
+    alternatives, e.g. every scale x flip), and of each branch of a ``RandomChoice``; ``pipeline`` itself when it
+    has none."""
     for i, t in enumerate(pipeline):
+        if isinstance(t, dict) and _name(t) == 'RandomChoice':
+            for branch in t.get('transforms') or []:
+                branch = list(branch) if isinstance(branch, (list, tuple)) else [branch]
+                yield from _tta_views([*pipeline[:i], *branch, *pipeline[i + 1:]])
+            return
         if isinstance(t, dict) and _name(t) == 'TestTimeAug':
             choices = [alts if isinstance(alts, (list, tuple)) else [alts] for alts in t.get('transforms') or []]
             for combo in itertools.product(*choices):

@@ -28,7 +28,7 @@ import mmcv
 import numpy as np
 import torch
 
-from lzu_mm.ops import LZWarp, load_saliency
+from lzu_mm.ops import LZWarp, load_saliency, uniform_saliency
 
 from .checkpoint_warp import check_config_warp
 
@@ -57,8 +57,10 @@ class LZZoomMixin:
     Args:
         saliency: path of the saliency file (the authors' pickled ``(1, 1, h,
             w)`` tensor ``.pkl``, ``.npy`` or ``.pth``), loaded once when the
-            transform is built; a missing file is taken from a loaded LZU
-            checkpoint that stores it (:mod:`lzu_mm.common.checkpoint_warp`).
+            transform is built (a missing file is taken from a loaded LZU
+            checkpoint that stores it, :mod:`lzu_mm.common.checkpoint_warp`),
+            or ``'uniform'`` (a uniform resize through the LZ machinery: the
+            baseline that LZU must match).
         grid_shape: expected ``(h, w)`` of the saliency (= LZ grid shape).
         separable, attraction_fwhm, anti_crop: LZ grid parameters (see
             :func:`lzu_mm.ops.saliency_to_grid`).
@@ -96,7 +98,9 @@ class LZZoomMixin:
         # a missing file is read from a loaded self-contained LZU checkpoint (lzu_mm.common.checkpoint_warp)
         check_config_warp(self.saliency_path, self.grid_shape, type(self).__name__, separable=separable,
                           attraction_fwhm=attraction_fwhm, anti_crop=anti_crop, align_corners=align_corners)
-        self.warp = LZWarp(load_saliency(saliency, self.grid_shape), separable=separable,
+        sal = uniform_saliency(self.grid_shape) if self.saliency_path == 'uniform' else load_saliency(
+            saliency, self.grid_shape)
+        self.warp = LZWarp(sal, separable=separable,
                            attraction_fwhm=attraction_fwhm, anti_crop=anti_crop, align_corners=align_corners)
         self._record = dict(grid=self.warp.grid()[0].numpy().astype(np.float32), separable=bool(separable),
                             attraction_fwhm=float(attraction_fwhm), anti_crop=bool(anti_crop),

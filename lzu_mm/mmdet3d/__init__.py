@@ -2,7 +2,8 @@
 
 Importing this module registers, in MMDetection3D's registries:
 
-* ``LZUFCOSMono3D``, ``LZUSMOKEMono3D`` (``MODELS``): single-stage monocular
+* ``LZU`` (``MODELS``): ``dict(type='LZU', base='FCOSMono3D', ...)``, any single-stage monocular 3D
+  detector (:mod:`lzu_mm.common.factory`); ``LZUFCOSMono3D``, ``LZUSMOKEMono3D`` (``MODELS``): single-stage monocular
   3D detectors whose ``extract_feat`` unzooms every FPN level
   (:class:`lzu_mm.common.LZUMixin`); :func:`lzu_mono3d_detector` makes the LZU
   variant of any other ``SingleStageMono3DDetector``. ``ResizedFCOSMono3D``:
@@ -26,6 +27,20 @@ from .metrics import NuScenesSubsetMetric
 from .transforms import ChainedResize3D, FixedSaliencyZoom3D, ResizeWithSource3D
 
 __all__ = [
+    'register_all_modules',
     'LZUFCOSMono3D', 'LZUSMOKEMono3D', 'LZUMono3DMixin', 'ResizedFCOSMono3D', 'ResizedInputMono3DMixin',
     'lzu_mono3d_detector', 'FixedSaliencyZoom3D', 'ChainedResize3D', 'ResizeWithSource3D', 'NuScenesSubsetMetric'
 ]
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Register MMDetection3D's modules and this package's (``LZU``, the aliases, transforms, ...), as OpenMMLab does.
+
+    Calls ``mmdet3d.utils.register_all_modules(init_default_scope)`` (which also
+    sets mmengine's default scope to ``'mmdet3d'`` when ``init_default_scope``);
+    this package's modules are registered when it is imported (configs:
+    ``custom_imports = dict(imports=['lzu_mm.mmdet3d'])``), so calling it again
+    is harmless.
+    """
+    from mmdet3d.utils import register_all_modules as register_framework
+    register_framework(init_default_scope)

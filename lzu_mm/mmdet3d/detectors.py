@@ -8,7 +8,9 @@ scales them as ``Resize3D`` does), depths stay as they are, and 3D boxes come
 out in camera coordinates, in metres.
 
 Any MMDetection3D :class:`SingleStageMono3DDetector` becomes an LZU detector
-with :func:`lzu_mono3d_detector`; ``LZUFCOSMono3D`` (FCOS3D, the paper's
+from the config alone (``model = dict(type='LZU', base='FCOSMono3D', ...)``,
+:mod:`lzu_mm.common.factory`) or with :func:`lzu_mono3d_detector`; other 3D
+detectors (point clouds, voxels, several views) are refused at build time; ``LZUFCOSMono3D`` (FCOS3D, the paper's
 Table 5) and ``LZUSMOKEMono3D`` are registered. The ``lzu`` argument is that
 of :class:`lzu_mm.common.LZUMixin`: ``None`` (the pipeline zoomed; the model
 unzooms with the grid recorded in each sample's ``lzu_zoom`` metainfo), or
@@ -19,11 +21,12 @@ parameters: a checkpoint of the base detector loads with ``strict=True``.
 """
 from typing import Optional
 
-from mmdet3d.models.detectors import FCOSMono3D, SMOKEMono3D, SingleStageMono3DDetector
+from mmdet3d.models.detectors import Base3DDetector, FCOSMono3D, SMOKEMono3D, SingleStageMono3DDetector
 from mmdet3d.registry import MODELS
 from torch import Tensor
 
 from lzu_mm.common import LZUMixin
+from lzu_mm.common import factory
 
 
 class ResizedInputMono3DMixin:
@@ -98,33 +101,39 @@ class LZUMono3DMixin(LZUMixin):
 
 
 def lzu_mono3d_detector(base: type, name: Optional[str] = None, register: bool = True) -> type:
-    """Make the LZU variant of an MMDetection3D single-stage monocular 3D detector class.
+    """The LZU variant of an MMDetection3D single-stage monocular 3D detector class (idempotent).
 
-    The new class is ``(LZUMono3DMixin, ResizedInputMono3DMixin, base)``: it
-    takes the base's arguments plus ``lzu``, zooms / unzooms around
-    ``extract_feat`` and decodes 3D boxes with the resized image's intrinsics.
+    The class is :func:`lzu_mm.common.factory.lzu_model_class` ``(base)``:
+    ``(LZUMono3DMixin, ResizedInputMono3DMixin, base)``; it takes the base's
+    arguments plus ``lzu``, zooms / unzooms around ``extract_feat`` and
+    decodes 3D boxes with the resized image's intrinsics. Calling it again
+    for the same ``base`` returns the same class (and registers nothing new).
+    ``model = dict(type='LZU', base='PGDMono3D'...)`` in a config does the same.
 
     Args:
         base: a subclass of ``SingleStageMono3DDetector`` (``FCOSMono3D``,
-            ``SMOKEMono3D``, ...).
-        name: class name, default ``'LZU' + base.__name__``.
+            ``SMOKEMono3D``, ``PGD``'s ``FCOSMono3D``, ...).
+        name: registered name, default ``'LZU' + base.__name__``.
         register: register it in MMDetection3D's ``MODELS`` under ``name``.
 
     Raises:
         TypeError: ``base`` is not a ``SingleStageMono3DDetector``.
+        KeyError: ``name`` is registered to another class.
     """
     if not (isinstance(base, type) and issubclass(base, SingleStageMono3DDetector)):
         raise TypeError(f'base must be a SingleStageMono3DDetector subclass, got {base!r}')
-    name = name or f'LZU{base.__name__}'
-    cls = type(name, (LZUMono3DMixin, ResizedInputMono3DMixin, base), {
-        '__doc__': f'{base.__name__} with LZU: every FPN level is unzoomed before the head '
-                   '(see :mod:`lzu_mm.mmdet3d.detectors`).',
-        '__module__': __name__,
-    })
     if register:
-        MODELS.register_module(name=name, module=cls)
-    return cls
+        return factory.register_alias(MODELS, base, name)
+    return factory.lzu_model_class(base)
 
+
+factory.register_family('mmdet3d', SingleStageMono3DDetector, (LZUMono3DMixin, ResizedInputMono3DMixin))
+factory.refuse(Base3DDetector,
+               'LZU zooms one camera image and unzooms 2-D image feature maps; point-cloud, voxel, multi-view and '
+               'multi-modal 3D detectors (VoxelNet, CenterPoint, MVX, ImVoxelNet, DfM, ...) take points or several '
+               'views, or lift the features to 3-D inside extract_feat; only SingleStageMono3DDetector subclasses '
+               '(FCOS3D, PGD, SMOKE) are supported')
+factory.register_lzu(MODELS)
 
 #: FCOS3D (paper Table 5 / Table 2) with LZU.
 LZUFCOSMono3D = lzu_mono3d_detector(FCOSMono3D)

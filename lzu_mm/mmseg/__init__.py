@@ -2,7 +2,8 @@
 
 Importing this module registers, in MMSegmentation's registries:
 
-* ``MODELS``: :class:`LZUEncoderDecoder` -- an ``EncoderDecoder`` whose
+* ``MODELS``: ``LZU`` (``dict(type='LZU', base='EncoderDecoder', ...)``, any ``EncoderDecoder``
+  subclass, :mod:`lzu_mm.common.factory`); :class:`LZUEncoderDecoder` -- an ``EncoderDecoder`` whose
   features are unzoomed after the neck (decode and auxiliary heads see
   un-warped features); :class:`LZUCascadeEncoderDecoder` -- the same for
   ``CascadeEncoderDecoder`` (OCRNet, PointRend).
@@ -22,6 +23,20 @@ from .segmentors import LZUCascadeEncoderDecoder, LZUEncoderDecoder
 from .transforms import CenterSquareCrop, FixedSaliencyZoom, ResizeWithSource
 
 __all__ = [
+    'register_all_modules',
     'LZUEncoderDecoder', 'LZUCascadeEncoderDecoder', 'CenterSquareCrop', 'FixedSaliencyZoom', 'ResizeWithSource',
     'CenterCropCityscapesMetric', 'ClasswiseIoUMetric'
 ]
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Register MMSegmentation's modules and this package's (``LZU``, the aliases, transforms, ...), as OpenMMLab does.
+
+    Calls ``mmseg.utils.register_all_modules(init_default_scope)`` (which also
+    sets mmengine's default scope to ``'mmseg'`` when ``init_default_scope``);
+    this package's modules are registered when it is imported (configs:
+    ``custom_imports = dict(imports=['lzu_mm.mmseg'])``), so calling it again
+    is harmless.
+    """
+    from mmseg.utils import register_all_modules as register_framework
+    register_framework(init_default_scope)

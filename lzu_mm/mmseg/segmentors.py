@@ -1,11 +1,25 @@
-"""LZU segmentor: an mmseg ``EncoderDecoder`` with features unzoomed after the neck (LZU §4, §5.2)."""
+"""LZU segmentors: an mmseg ``EncoderDecoder`` with features unzoomed after the neck (LZU §4, §5.2).
+
+Any ``EncoderDecoder`` subclass (``CascadeEncoderDecoder``, ``DepthEstimator``,
+a user's own) becomes an LZU segmentor from the config alone,
+``model = dict(type='LZU', base='EncoderDecoder', lzu=None, **kwargs)``:
+:func:`lzu_mm.common.factory.lzu_model_class` composes
+:class:`LZUSegmentorMixin` with it. ``LZUEncoderDecoder`` and
+``LZUCascadeEncoderDecoder`` are registered aliases of those classes.
+Refused at build time: ``MultimodalEncoderDecoder`` (its ``encode_decode``
+bypasses ``extract_feat`` and hands the raw image to the decode head),
+``SegTTAModel`` (wrap its module), other ``BaseSegmentor`` subclasses, and
+``test_cfg.mode='slide_flip'`` (``DepthEstimator``: flips the zoomed windows).
+"""
 from typing import List, Optional
 
-from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
+from mmseg.models.segmentors import (BaseSegmentor, CascadeEncoderDecoder, EncoderDecoder, MultimodalEncoderDecoder,
+                                     SegTTAModel)
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from lzu_mm.common import LZUMixin
+from lzu_mm.common import factory
 
 
 #: Backbones made of non-overlapping patches (a patch embedding with kernel == stride and no padding, then patch
@@ -25,9 +39,8 @@ def _cell_centre_default(lzu: Optional[dict], backbone) -> Optional[dict]:
     return dict(lzu or {}, cell_centre='block')
 
 
-@MODELS.register_module()
-class LZUEncoderDecoder(LZUMixin, EncoderDecoder):
-    """``EncoderDecoder`` with LZU: zoom, backbone + neck, unzoom, then the heads.
+class LZUSegmentorMixin(LZUMixin):
+    """An ``EncoderDecoder`` (subclass) with LZU: zoom, backbone + neck, unzoom, then the heads.
 
     The backbone and neck run on the zoomed image; every map they return
     (each FPN level, ``[B, C, h_l, w_l]``) is unzoomed with the inverse of the
@@ -83,6 +96,10 @@ class LZUEncoderDecoder(LZUMixin, EncoderDecoder):
         super().__init__(*args, **kwargs)
         self.init_lzu(_cell_centre_default(lzu, kwargs.get('backbone', args[0] if args else None)))
         self._lzu_per_window = False  # True while slide_inference zooms each window
+        if (self.test_cfg or {}).get('mode') == 'slide_flip':
+            raise ValueError(f"{type(self).__name__}: test_cfg.mode='slide_flip' flips windows of the zoomed image "
+                             'inside the model, which the unzoom cannot follow; use '
+                             "test_cfg=dict(mode='whole') or mode='slide' with a model-side warp (model.lzu)")
         if self._sliding() and (self.lzu_warp is None or self._lzu_needs_source() is not None):
             what = self._lzu_needs_source() or 'none (lzu=None: the pipeline would zoom the whole image)'
             raise ValueError(f"{type(self).__name__}: test_cfg.mode='slide' zooms each window with the model's own "
@@ -126,11 +143,19 @@ class LZUEncoderDecoder(LZUMixin, EncoderDecoder):
             return super().encode_decode(zoomed, batch_img_metas)
 
 
-@MODELS.register_module()
-class LZUCascadeEncoderDecoder(LZUEncoderDecoder, CascadeEncoderDecoder):
-    """``CascadeEncoderDecoder`` (OCRNet, PointRend) with LZU: every decode head of the cascade sees unzoomed features.
+factory.register_family('mmseg', EncoderDecoder, (LZUSegmentorMixin, ))
+factory.refuse(MultimodalEncoderDecoder,
+               'its encode_decode runs the image encoder itself (not extract_feat) and hands the raw, zoomed image '
+               'to the decode head, so nothing could be unzoomed')
+factory.refuse(SegTTAModel,
+               'SegTTAModel is a test-time-augmentation wrapper; make its module LZU (tta_model.module = the LZU '
+               'model) and zoom each view with its own FixedSaliencyZoom (see lzu_mm.common.use_tta)')
+factory.refuse(BaseSegmentor,
+               'LZU supports the EncoderDecoder family of segmentors (the decode heads read the unzoomed features of '
+               'extract_feat); this segmentor is not an EncoderDecoder')
+factory.register_lzu(MODELS)
 
-    Same arguments as ``CascadeEncoderDecoder`` plus ``lzu``; zoom, unzoom,
-    sliding windows and cell centres as :class:`LZUEncoderDecoder`. A
-    ``CascadeEncoderDecoder`` checkpoint loads with ``strict=True``.
-    """
+#: ``EncoderDecoder`` with LZU (PSPNet, FCN, DeepLabV3(+), UperNet, SegFormer, ...); see :class:`LZUSegmentorMixin`.
+LZUEncoderDecoder = factory.register_alias(MODELS, EncoderDecoder)
+#: ``CascadeEncoderDecoder`` (OCRNet, PointRend) with LZU: every decode head of the cascade sees unzoomed features.
+LZUCascadeEncoderDecoder = factory.register_alias(MODELS, CascadeEncoderDecoder)

@@ -17,42 +17,36 @@ import torch
 
 pytest.importorskip('mmdet3d')
 
+from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.hub import get_config  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402
 
+from lzu_mm.common.convert import convert_pipeline  # noqa: E402
 from tests.mmdet3d.test_detectors import DENSE_TEST_CFG, _assert_same_predictions, _batch, _build  # noqa: E402
 from tests.mmdet3d.utils import nuscenes_mono3d_dataset  # noqa: E402
 
 STOCK_PGD = 'mmdet3d::pgd/pgd_r101-caffe_fpn_head-gn_4xb3-4x_kitti-mono3d.py'
 GRID = (27, 48)
-LZU_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'cam2img', 'pad_shape', 'scale_factor', 'flip',
-                 'flip_direction', 'box_mode_3d', 'box_type_3d', 'sample_idx', 'lzu_zoom', 'homography_matrix')
 
 
-# --- stand-in for the generic converter (issue 10a, tools/misc/lzu_config.py): switch to it at merge -------------
 def to_lzu(cfg, saliency: str, grid_shape=GRID):
-    """LZU config of a stock MMDetection3D mono3d config (TEST-LOCAL STAND-IN for the converter of issue 10a).
+    """LZU config of a stock MMDetection3D mono3d config, with the config converter's pipeline conversion.
 
-    ``FCOSMono3D`` -> ``LZUFCOSMono3D``; every ``mmdet.Resize`` /
-    ``Resize3D`` -> ``FixedSaliencyZoom3D`` with the same arguments (which,
-    unlike ``mmdet.Resize``, also scales ``cam2img``); the LZ record, flip
-    direction and homography in ``Pack3DDetInputs.meta_keys``.
+    ``model = dict(type='LZU', base='FCOSMono3D', ...)`` (the generic LZU
+    model, :mod:`lzu_mm.common.factory`); every pipeline's last resize
+    (``mmdet.Resize`` here) -> ``FixedSaliencyZoom3D`` with the same arguments
+    (which, unlike ``mmdet.Resize``, also scales ``cam2img``); the LZ record,
+    flip state and homography in ``Pack3DDetInputs.meta_keys``
+    (:func:`lzu_mm.common.convert.convert_pipeline`, what
+    ``tools/misc/lzu_config.py`` writes for a config file).
     """
     cfg = copy.deepcopy(cfg)
     assert cfg.model.type == 'FCOSMono3D', cfg.model.type
-    cfg.model.type = 'LZUFCOSMono3D'
+    cfg.model = ConfigDict(type='LZU', base=cfg.model.pop('type'), **cfg.model)
+    zoom = dict(saliency=saliency, grid_shape=grid_shape, attraction_fwhm=10.)
     for key in ('train_pipeline', 'test_pipeline'):
-        pipeline = []
-        for t in cfg[key]:
-            t = copy.deepcopy(t)
-            if t['type'] in ('mmdet.Resize', 'Resize', 'Resize3D'):
-                t = dict(t, type='FixedSaliencyZoom3D', saliency=saliency, grid_shape=grid_shape, attraction_fwhm=10.)
-            elif t['type'] == 'Pack3DDetInputs':
-                t['meta_keys'] = LZU_META_KEYS
-            pipeline.append(t)
-        cfg[key] = pipeline
+        cfg[key] = convert_pipeline(cfg[key], 'mmdet3d', zoom, key)
     return cfg
-# -------------------------------------------------------------------------------------------------------------------
 
 
 def pgd_on_nuscenes():
