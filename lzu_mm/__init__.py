@@ -28,8 +28,9 @@ def _installed(name: str) -> bool:
 def register_all_modules() -> list:
     """Import (and so register) the integration of every installed framework; returns their names.
 
-    Importing any integration also lets ``torch.load`` read the checkpoints
-    mmengine writes (:func:`lzu_mm.common.allow_mmengine_checkpoints`). A
+    Importing any integration also lets mmengine's checkpoint loaders read the
+    checkpoints mmengine writes under torch >= 2.6, scoped to those loads
+    (:func:`lzu_mm.common.allow_mmengine_checkpoints`). A
     framework whose import fails is skipped with a warning, so a broken
     install does not hide the others.
     """
