@@ -56,3 +56,14 @@ def _single_thread_torch():
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     yield
     torch.set_num_threads(threads)
+
+
+def bump_saliency(grid_shape=(31, 51), centre=(0.3, 0.7), sigma=0.08, floor=0.02):
+    """A non-uniform ``(1, 1, h, w)`` saliency: a Gaussian bump at ``centre`` = (y, x) in [0, 1] plus a floor."""
+    import torch
+
+    h, w = grid_shape
+    y = torch.linspace(0, 1, h)[:, None]
+    x = torch.linspace(0, 1, w)[None]
+    s = torch.exp(-((y - centre[0])**2 + (x - centre[1])**2) / (2 * sigma**2)) + floor
+    return (s / s.sum())[None, None]

@@ -18,15 +18,13 @@ from lzu_mm.common.checkpoint_warp import (LZUCheckpointHook, RECORD_KEY, check_
                                            config_saliency_sites, read_checkpoint_warps, register_checkpoint_warps,
                                            warp_record)
 from lzu_mm.ops import LZWarp, load_saliency
+from tests.conftest import bump_saliency
 
 GRID = (6, 9)
 
 
 def bump(centre=(0.3, 0.7), sigma=0.1):
-    y = torch.linspace(0, 1, GRID[0])[:, None]
-    x = torch.linspace(0, 1, GRID[1])[None]
-    s = torch.exp(-((y - centre[0])**2 + (x - centre[1])**2) / (2 * sigma**2)) + 0.02
-    return (s / s.sum())[None, None]
+    return bump_saliency(GRID, centre, sigma)
 
 
 def write(saliency, path):

@@ -14,7 +14,7 @@ import pickle
 import pytest
 import torch
 
-from tests.conftest import shared_path
+from tests.conftest import bump_saliency, shared_path  # noqa: F401 (bump_saliency: re-exported)
 
 pytest.importorskip('mmdet', reason='MMDetection is not installed')
 from mmengine.registry import DefaultScope  # noqa: E402
@@ -56,12 +56,3 @@ def save_pickled_saliency(saliency: torch.Tensor, path) -> str:
     with open(path, 'wb') as f:
         pickle.dump(saliency, f)
     return str(path)
-
-
-def bump_saliency(grid_shape=(31, 51), centre=(0.3, 0.7), sigma=0.08, floor=0.02) -> torch.Tensor:
-    """A non-uniform ``(1, 1, h, w)`` saliency: a Gaussian bump at ``centre`` = (y, x) in [0, 1] plus a floor."""
-    h, w = grid_shape
-    y = torch.linspace(0, 1, h)[:, None]
-    x = torch.linspace(0, 1, w)[None]
-    s = torch.exp(-((y - centre[0])**2 + (x - centre[1])**2) / (2 * sigma**2)) + floor
-    return (s / s.sum())[None, None]

@@ -24,7 +24,7 @@ import torch
 pytest.importorskip('mmdet3d')
 
 from tests.config_cache import cached_model_index  # noqa: E402
-from tests.conftest import shared_path  # noqa: E402
+from tests.conftest import bump_saliency, shared_path  # noqa: E402
 from tests.mmdet3d.utils import CONFIG_DIR, LZU_025  # noqa: E402
 from tests.mmseg.conftest import load_tool  # noqa: E402
 
@@ -40,10 +40,7 @@ CAM = 'CAM_FRONT'
 
 
 def bump27x48(centre=(0.5, 0.35), sigma=0.1):
-    y = torch.linspace(0, 1, 27)[:, None]
-    x = torch.linspace(0, 1, 48)[None]
-    s = torch.exp(-((y - centre[0])**2 + (x - centre[1])**2) / (2 * sigma**2)) + 0.02
-    return (s / s.sum())[None, None]
+    return bump_saliency((27, 48), centre, sigma)
 
 
 def tiny_cfg(name: str):

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from tests.config_cache import cached_model_index
-from tests.conftest import shared_path
+from tests.conftest import bump_saliency, shared_path
 from tests.mmseg.conftest import CONFIG_DIR, SALIENCY_REL, SAMPLE, build_cityscapes_layout, load_tool
 
 TRAIN_CONFIG = 'pspnet_r50-fpn_lzu-fixed_4xb2-80k_cityscapes-64x64.py'
@@ -34,10 +34,7 @@ CROP = 128  # the centred square of the 256x128 sample: the experiment's origina
 
 
 def bump32(centre=(0.45, 0.6), sigma=0.1):
-    y = torch.linspace(0, 1, 32)[:, None]
-    x = torch.linspace(0, 1, 32)[None]
-    s = torch.exp(-((y - centre[0])**2 + (x - centre[1])**2) / (2 * sigma**2)) + 0.02
-    return (s / s.sum())[None, None]
+    return bump_saliency((32, 32), centre, sigma)
 
 
 def tiny_cfg(name: str):
