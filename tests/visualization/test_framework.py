@@ -104,3 +104,29 @@ def test_hook_panel_is_painted_by_the_runner_visualizer(tmp_path, monkeypatch, c
     np.testing.assert_array_equal(pred_ax.images[0].get_array(), calls[0]['drawn'])
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 6  # the five warp panels + the framework's drawing, in one figure
+
+
+def test_paint_predictions_mono3d_projects_into_the_original_image():
+    """Det3DLocalVisualizer draws the 3-D box with the intrinsics taken back from the resized input to the original
+    image (cam2img rows / scale_factor), on a copy of the sample."""
+    pytest.importorskip('mmdet3d', reason='MMDetection3D is not installed')
+    from mmdet3d.structures import CameraInstance3DBoxes, Det3DDataSample
+    from mmdet3d.visualization import Det3DLocalVisualizer
+    from mmengine.structures import InstanceData
+
+    visualizer = Det3DLocalVisualizer(name='lzu_test_paint_3d')
+    visualizer.dataset_meta = dict(classes=('car', ), palette=[(255, 0, 0)])
+    k = np.array([[500., 0, 200, 0], [0, 500., 100, 0], [0, 0, 1, 0], [0, 0, 0, 1]])  # original 400x200 image
+    resized = (k * np.array([[0.5], [0.5], [1], [1]])).tolist()  # the 0.5x input's intrinsics, as the pipeline sets
+    sample = Det3DDataSample(metainfo=dict(cam2img=resized, scale_factor=(0.5, 0.5), img_shape=(100, 200),
+                                           ori_shape=(200, 400), box_type_3d=CameraInstance3DBoxes))
+    sample.pred_instances_3d = InstanceData(  # a car 10 m ahead on the optical axis
+        bboxes_3d=CameraInstance3DBoxes(torch.tensor([[0., 1., 10., 4., 1.5, 2., 0.]])),
+        scores_3d=torch.tensor([0.9]), labels_3d=torch.tensor([0]))
+    image = np.full((200, 400, 3), 100, np.uint8)
+
+    painted = paint_predictions(visualizer, image, sample)
+
+    cols = np.argwhere((painted != 100).any(-1))[:, 1]
+    assert abs((cols.min() + cols.max()) / 2 - 200) < 10  # centred on the original principal point, not on 100
+    assert sample.cam2img == resized  # the sample itself is not modified
