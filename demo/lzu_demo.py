@@ -146,7 +146,7 @@ def main(argv=None):
                         predictions_by=painted_by, predictions_note=None if drawn is None else predictions_note(drawn))
     summary = dict(warp_from=found.where, **panels.summary())
     if args.checkpoint:
-        summary['predictions'] = drawn or dict(num_boxes=0)
+        summary['predictions'] = {'num_boxes': 0, 'num_below_score_thr': 0, 'score_thr': args.score_thr, **drawn}
         if drawn.get('num_boxes') == 0 and drawn.get('num_below_score_thr'):
             print(f"no object scored above --score-thr {args.score_thr:g} ({drawn['num_below_score_thr']} below it); "
                   'lower --score-thr to draw them')
