@@ -1,6 +1,7 @@
 """tools/test.py's --show / --wait-time / --show-dir: the frameworks' visualization hook, switched on as their tools do.
 
-Only the configuration is checked here (no display; a real run of every family would be too slow for the suite).
+The configuration is checked for every family (no display; a real run of each would be too slow for the suite), and
+one real --show-dir run paints an LZU PSPNet config's centre-cropped predictions (LZUSegLocalVisualizer).
 """
 import importlib.util
 import os.path as osp
