@@ -15,9 +15,10 @@ checkpoint saved by ``tools/train.py``, saliency files missing on this machine
 are read from the checkpoint (:mod:`lzu_mm.common.checkpoint_warp`).
 Without a checkpoint only the warp panels are drawn (saliency, zoomed image,
 sampling grid, magnification, unzoom(zoom(image))); with one, the
-model's predictions on the original image are added (MMDetection,
-MMSegmentation; MMDetection3D mono-3D needs ``--ann-file`` for the
-intrinsics). Writes into ``--out-dir`` (default
+model's predictions on the original image are added, painted by the
+framework's visualizer that the config's ``visualizer`` entry names
+(``DetLocalVisualizer``, ``SegLocalVisualizer``, ``Det3DLocalVisualizer``;
+MMDetection3D mono-3D needs ``--ann-file`` for the intrinsics). Writes into ``--out-dir`` (default
 ``work_dirs/lzu_demo/<image name>``): ``panels.png`` (the figure),
 ``zoomed.png``, ``unzoomed.png``, ``uncovered.png``, ``magnification.npy`` and
 ``summary.json``.
@@ -38,7 +39,8 @@ lzu_mm.register_all_modules()  # the plugin's modules and the checkpoint allow-l
 from lzu_mm.common.checkpoint_warp import config_saliency_sites, register_checkpoint_warps  # noqa: E402
 from lzu_mm.common.config import add_lzu_arguments, merge_cfg_options  # noqa: E402
 from lzu_mm.ops import LZWarp, uniform_saliency  # noqa: E402
-from lzu_mm.visualization import compute_warp_panels, predictions_from_sample, save_panels  # noqa: E402
+from lzu_mm.visualization import (build_framework_visualizer, compute_warp_panels, paint_predictions,  # noqa: E402
+                                  predictions_note, save_panels, summarize_predictions)
 from lzu_mm.visualization.config_warp import image_before_zoom, warp_from_config  # noqa: E402
 from lzu_mm.visualization.hook import read_rgb  # noqa: E402
 
@@ -82,7 +84,7 @@ def without_annotation_steps(cfg) -> None:
 
 
 def predict(cfg, args, image_path: str):
-    """Run the checkpoint on the image with the framework's inference API; returns the prediction dict."""
+    """Run the checkpoint on the image with the framework's inference API; returns ``(data sample, dataset_meta)``."""
     cfg = cfg.copy()
     without_annotation_steps(cfg)
     scope = cfg.get('default_scope', None)
@@ -103,20 +105,16 @@ def predict(cfg, args, image_path: str):
         result = inference_mono_3d_detector(model, image_path, args.ann_file, cam_type=args.cam_type)
     else:
         raise SystemExit(f'unknown default_scope {scope!r} in the config; expected mmdet, mmseg or mmdet3d')
-    meta = getattr(model, 'dataset_meta', None) or {}
-    return predictions_from_sample(result, args.score_thr, meta.get('classes'), meta.get('palette'))
+    return result, getattr(model, 'dataset_meta', None) or {}
 
 
-def describe(predictions) -> dict:
-    """What was drawn: number of boxes / projected 3-D boxes, shape of the class map."""
-    if not predictions:
-        return dict(num_boxes=0)
-    out = dict(num_boxes=len(predictions.get('bboxes', predictions.get('corners_2d', []))),
-               score_thr=predictions.get('score_thr'), num_below_score_thr=predictions.get('num_below_thr', 0))
-    if predictions.get('sem_seg') is not None:
-        out['sem_seg_shape'] = list(predictions['sem_seg'].shape)
-        out['classes_present'] = sorted(int(c) for c in set(predictions['sem_seg'].ravel().tolist()))
-    return out
+def paint(cfg, image, result, dataset_meta: dict, score_thr: float):
+    """``(painted image, visualizer class name)``: the config's visualizer paints the predictions on ``image``."""
+    visualizer = build_framework_visualizer(cfg, dataset_meta)
+    if visualizer is None:
+        raise SystemExit('the config has no `visualizer` entry to draw the predictions with, e.g. '
+                         "visualizer=dict(type='DetLocalVisualizer')")
+    return paint_predictions(visualizer, image, result, score_thr), type(visualizer).__name__
 
 
 def main(argv=None):
@@ -137,16 +135,20 @@ def main(argv=None):
         warp = LZWarp(uniform_saliency((2, 2)))
     panels = compute_warp_panels(image, warp.grid()[0].double(), out_shape, warp.saliency[0, 0], warp.separable,
                                  args.max_side, warp.align_corners)
-    predictions = predict(cfg, args, args.image) if args.checkpoint else None
+    painted = painted_by = drawn = None
+    if args.checkpoint:
+        result, dataset_meta = predict(cfg, args, args.image)
+        painted, painted_by = paint(cfg, image, result, dataset_meta, args.score_thr)
+        drawn = summarize_predictions(result, args.score_thr) or dict()
     title = (f'{osp.basename(args.image)}: {osp.basename(args.config)} (warp from the {found.where}; '
              f'{image.shape[1]}×{image.shape[0]} → {out_shape[1]}×{out_shape[0]})')
-    paths = save_panels(panels, args.out_dir, predictions, title=title, show_predictions=bool(args.checkpoint))
+    paths = save_panels(panels, args.out_dir, painted, title=title, show_predictions=bool(args.checkpoint),
+                        predictions_by=painted_by, predictions_note=None if drawn is None else predictions_note(drawn))
     summary = dict(warp_from=found.where, **panels.summary())
     if args.checkpoint:
-        summary['predictions'] = describe(predictions)
-        drawn = summary['predictions']
-        if drawn['num_boxes'] == 0 and drawn.get('num_below_score_thr'):
-            print(f"no object scored >= --score-thr {args.score_thr:g} ({drawn['num_below_score_thr']} below it); "
+        summary['predictions'] = {'num_boxes': 0, 'num_below_score_thr': 0, 'score_thr': args.score_thr, **drawn}
+        if drawn.get('num_boxes') == 0 and drawn.get('num_below_score_thr'):
+            print(f"no object scored above --score-thr {args.score_thr:g} ({drawn['num_below_score_thr']} below it); "
                   'lower --score-thr to draw them')
     with open(paths['summary'], 'w') as f:
         json.dump(summary, f, indent=2)

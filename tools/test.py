@@ -27,7 +27,9 @@ config's ``default_hooks.visualization`` (``DetVisualizationHook``,
 ``--show`` opens a window per test image for ``wait_time`` seconds,
 ``--show-dir`` saves the painted images under
 ``<work_dir>/<timestamp>/<show_dir>`` (MMDetection, MMDetection3D) or, as
-MMSegmentation's tool does, under ``<show_dir>/vis_data/vis_image``.
+MMSegmentation's tool does, under ``<show_dir>/vis_data/vis_image``. The PSPNet configs,
+which centre-crop the Cityscapes frame, draw with ``LZUSegLocalVisualizer``: the hook's
+re-read frame is cut to the recorded ``crop_box`` before mmseg paints the predictions.
 """
 import argparse
 import inspect

@@ -11,7 +11,7 @@ img_size = 256
 downsizenet = dict(type='DownsizeNet', num_convs=2, feat_channels=16, activation='softmax')
 model = dict(type='LZUEncoderDecoder', lzu=dict(positions='uniform', interpolation=downsizenet))
 meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
-             'flip_direction', 'reduce_zero_label', 'lzu_zoom')
+             'flip_direction', 'reduce_zero_label', 'lzu_zoom', 'crop_box')
 
 # PhotoMetricDistortion comes before the resize here (after it in the uniform config): the model resamples the
 # full-resolution source, which a photometric transform after the resize would not reach (refused by

@@ -20,7 +20,7 @@ lzu_zoom = dict(
     separable=True,
     anti_crop=True)
 lzu_meta_keys = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
-                 'flip_direction', 'reduce_zero_label', 'lzu_zoom')
+                 'flip_direction', 'reduce_zero_label', 'lzu_zoom', 'crop_box')
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -12,6 +12,9 @@ Importing this module registers, in MMSegmentation's registries:
   by a fixed saliency; ``gt_seg_map`` resized uniformly, nearest neighbour);
   :class:`ResizeWithSource` (``Resize`` handing the model the full-resolution
   image to zoom itself).
+* ``VISUALIZERS``: :class:`LZUSegLocalVisualizer` -- ``SegLocalVisualizer``
+  that draws a sample on the crop (``crop_box``, :class:`CenterSquareCrop`) of
+  the full image re-read by ``SegVisualizationHook`` / ``MMSegInferencer``.
 * ``METRICS``: :class:`CenterCropCityscapesMetric` -- cityscapesscripts'
   evaluation against the same centred crop of the gtFine files;
   :class:`ClasswiseIoUMetric` -- ``IoUMetric`` with the per-class IoUs in its results.
@@ -21,11 +24,12 @@ Only mmseg, mmcv, mmengine and ``lzu_mm.ops`` / ``lzu_mm.common`` are imported.
 from .metrics import CenterCropCityscapesMetric, ClasswiseIoUMetric
 from .segmentors import LZUCascadeEncoderDecoder, LZUEncoderDecoder
 from .transforms import CenterSquareCrop, FixedSaliencyZoom, ResizeWithSource
+from .visualizer import LZUSegLocalVisualizer
 
 __all__ = [
     'register_all_modules',
     'LZUEncoderDecoder', 'LZUCascadeEncoderDecoder', 'CenterSquareCrop', 'FixedSaliencyZoom', 'ResizeWithSource',
-    'CenterCropCityscapesMetric', 'ClasswiseIoUMetric'
+    'CenterCropCityscapesMetric', 'ClasswiseIoUMetric', 'LZUSegLocalVisualizer'
 ]
 
 

@@ -41,6 +41,12 @@ class CenterSquareCrop(CenterCrop):
     ``(s, s)`` and, with ``update_ori_shape``, ``ori_shape`` too: the crop is
     the experiment's original image, so mmseg returns predictions at the
     crop's full resolution and evaluates them against the cropped labels.
+    Cropping the image also records ``results['crop_box'] = (x1, y1, x2, y2)``
+    (ints, pixels of the loaded image, half-open: the crop is
+    ``img[y1:y2, x1:x2]``); put ``'crop_box'`` in ``PackSegInputs.meta_keys``
+    so that :class:`lzu_mm.mmseg.LZUSegLocalVisualizer` can draw predictions
+    on the same crop of an image re-read from ``img_path`` (mmseg's
+    ``SegVisualizationHook``, ``MMSegInferencer``).
 
     Args:
         crop_size: side ``s`` of the square in pixels, or ``None`` for the
@@ -103,6 +109,7 @@ class CenterSquareCrop(CenterCrop):
             self._crop_keypoints(results, box)
             if self.update_ori_shape:
                 results['ori_shape'] = (side, side)
+            results['crop_box'] = (x1, y1, x1 + side, y1 + side)
         if 'gt_seg_map' in present:
             self._crop_seg_map(results, box)
         return results

@@ -5,6 +5,9 @@
   uncovered regions.
 * :mod:`~lzu_mm.visualization.panels` -- matplotlib panels and the composed
   figure (paper Figures 2 and 6).
+* :mod:`~lzu_mm.visualization.framework` -- the predictions panel's image,
+  painted by the framework's own visualizer (``DetLocalVisualizer``,
+  ``SegLocalVisualizer``, ``Det3DLocalVisualizer``) without saving a file.
 * :mod:`~lzu_mm.visualization.hook` -- ``LZUVisualizationHook`` (mmengine
   ``HOOKS``), registered when mmengine is installed.
 * :mod:`~lzu_mm.visualization.config_warp` -- the warp and zoomed size a config applies.
@@ -17,7 +20,8 @@ from .config_warp import ConfigWarp, resized_shape, warp_from_config
 from .panels import (draw_coefficient_deviation, draw_coefficients, draw_magnification, draw_predictions,
                      draw_saliency, draw_saliency_map, draw_sampling_grid, draw_unzoomed, draw_zoomed, figure_to_array,
                      plot_lzu_panels, save_panels, save_saliency_figure)
-from .predictions import predictions_from_sample, project_corners
+from .framework import build_framework_visualizer, paint_predictions
+from .predictions import predictions_note, summarize_predictions
 from .warp_maps import (WarpPanels, compute_warp_panels, coverage_mask, grid_lines_px, inverse_grid,
                         magnification_map, uniform_resize, unzoom_image, zoom_image)
 
@@ -26,7 +30,8 @@ __all__ = [
     'draw_magnification', 'draw_predictions', 'draw_saliency', 'draw_saliency_map', 'save_saliency_figure',
     'draw_sampling_grid', 'draw_unzoomed', 'draw_zoomed',
     'figure_to_array', 'plot_lzu_panels', 'save_panels',
-    'predictions_from_sample', 'project_corners', 'WarpPanels', 'compute_warp_panels', 'coverage_mask',
+    'build_framework_visualizer', 'paint_predictions', 'predictions_note', 'summarize_predictions', 'WarpPanels',
+    'compute_warp_panels', 'coverage_mask',
     'grid_lines_px', 'inverse_grid', 'magnification_map', 'uniform_resize', 'unzoom_image', 'zoom_image'
 ]
 

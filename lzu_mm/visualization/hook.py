@@ -7,8 +7,10 @@ Enable it from a config::
 (``import lzu_mm`` registers it in mmengine's root ``HOOKS`` registry, which
 the MMDetection / MMSegmentation / MMDetection3D registries fall back to.)
 Every ``interval``-th sample of a val / test run gets a panel figure
-(:func:`lzu_mm.visualization.plot_lzu_panels`) with its predictions, written
-through the runner's ``Visualizer`` backends -- ``LocalVisBackend`` saves
+(:func:`lzu_mm.visualization.plot_lzu_panels`) with its predictions painted by
+the runner's visualizer (the config's ``DetLocalVisualizer`` /
+``SegLocalVisualizer`` / ``Det3DLocalVisualizer``, which draws them as the
+frameworks' own visualization hooks do), written through that visualizer's backends -- ``LocalVisBackend`` saves
 ``<log_dir>/vis_data/vis_image/lzu_<mode>_<image>_<index>.png``,
 ``TensorboardVisBackend`` adds an image summary.
 """
@@ -25,8 +27,9 @@ from mmengine.registry import HOOKS
 from lzu_mm.ops import interpolate, load_saliency, zoom_sampling_grid
 
 from .config_warp import image_before_zoom, pre_zoom_transforms
+from .framework import paint_predictions
 from .panels import figure_to_array, plot_lzu_panels
-from .predictions import predictions_from_sample
+from .predictions import predictions_note, summarize_predictions
 from .warp_maps import compute_warp_panels
 
 
@@ -51,7 +54,11 @@ def read_rgb(path: str) -> np.ndarray:
 
 @HOOKS.register_module()
 class LZUVisualizationHook(Hook):
-    """Write the LZU panels (saliency, zoomed image, sampling grid, magnification, unzoom, predictions).
+    """Write the LZU panels (saliency, zoomed image, sampling grid, magnification, unzoom) and the predictions.
+
+    The predictions panel is the original image as ``runner.visualizer``
+    paints the sample (:func:`lzu_mm.visualization.paint_predictions`: its
+    ``add_datasample`` with ``draw_gt=False``, no extra file written).
 
     The warp of a sample is the grid recorded in its metainfo (``lzu_zoom``:
     written by the fixed-saliency zoom transform, or by a model that zoomed
@@ -68,7 +75,7 @@ class LZUVisualizationHook(Hook):
             dataset order, batch size included), >= 1.
         draw_val: draw during validation.
         draw_test: draw during testing.
-        score_thr: boxes below this score are not drawn.
+        score_thr: boxes at or below this score are not drawn (the visualizer's ``pred_score_thr``).
         max_side: longest side, in pixels, of the original-image panels.
         name_prefix: image names are ``<prefix>_<mode>_<image stem>``.
 
@@ -115,7 +122,7 @@ class LZUVisualizationHook(Hook):
         return self._saliency_cache[path]
 
     def warp_of(self, runner, meta: dict):
-        """``(grid [h, w, 2], saliency [h, w] or None, separable, align_corners)`` of a sample, or None if not zoomed."""
+        """``(grid [h, w, 2], saliency [h, w] or None, separable, align_corners)`` of a sample; None if not zoomed."""
         record = meta.get('lzu_zoom')
         if record is not None and record.get('grid') is not None:
             grid = np.asarray(record['grid'], dtype=np.float32)
@@ -146,7 +153,6 @@ class LZUVisualizationHook(Hook):
 
     def figure_for(self, runner, sample, index: int = 0, mode: str = 'test'):
         """The panel figure of one predicted sample, or None when it has no warp or no ``img_path``."""
-        dataset_meta = getattr(runner.visualizer, 'dataset_meta', None) or {}
         meta = _meta(sample)
         found = self.warp_of(runner, meta)
         img_path = _img_path(meta)
@@ -169,10 +175,11 @@ class LZUVisualizationHook(Hook):
         kind = 'learned' if isinstance((meta.get('lzu_zoom') or {}).get('saliency'), np.ndarray) else 'fixed'
         panels = compute_warp_panels(image, grid, out_shape, saliency, separable, self.max_side, align_corners,
                                      saliency_kind=kind, **learned)
-        preds = predictions_from_sample(sample, self.score_thr, dataset_meta.get('classes'),
-                                        dataset_meta.get('palette'))
+        painted = paint_predictions(runner.visualizer, image, sample, self.score_thr)
         stem = osp.splitext(osp.basename(img_path))[0]
-        return plot_lzu_panels(panels, preds, show_predictions=True, title=f'{stem} ({mode}, sample {index})')
+        return plot_lzu_panels(panels, painted, show_predictions=True, title=f'{stem} ({mode}, sample {index})',
+                               predictions_by=type(runner.visualizer).__name__,
+                               predictions_note=predictions_note(summarize_predictions(sample, self.score_thr)))
 
     def _draw(self, runner, batch_idx: int, outputs: Sequence, mode: str) -> None:
         if not outputs:

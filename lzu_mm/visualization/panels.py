@@ -8,22 +8,15 @@ and :func:`figure_to_array` renders a figure to an RGB array (for mmengine's
 (``matplotlib.figure.Figure`` with the Agg canvas), so the global ``pyplot``
 backend is never touched.
 
-Prediction dicts (``predictions`` arguments), all in original-image pixels::
-
-    dict(bboxes=[N, 4] xyxy, labels=[N] int, scores=[N] float,   # 2-D boxes
-         sem_seg=[H0, W0] int class map (255 = ignore),           # segmentation
-         corners_2d=[N, 8, 2] projected 3-D box corners (x, y),   # mono-3D boxes
-         class_names=[...], palette=[(r, g, b), ...],             # optional
-         score_thr=float, num_below_thr=int)                      # optional: the threshold and what it dropped
+Only the warp-specific panels are drawn here; the predictions panel shows
+the original image as the framework's own visualizer painted it
+(:func:`lzu_mm.visualization.paint_predictions`).
 """
 from typing import Optional
 
 import numpy as np
 
 from .warp_maps import WarpPanels, grid_lines_px, upsample_saliency
-
-#: Edges of a 3-D box given its corners in mmdet3d's ``corners`` order.
-BOX3D_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
 
 
 def _label_px(ax, what: str = 'original image') -> None:
@@ -228,82 +221,37 @@ def draw_coefficient_deviation(ax, panels: WarpPanels) -> None:
     _label_px(ax, 'zoomed image')
 
 
-def _palette(n: int, palette=None):
-    if palette is not None and len(palette) >= n:
-        return [tuple(np.asarray(c, dtype=float) / 255.0) for c in palette]
-    from matplotlib import colormaps
-    cmap = colormaps['tab20']
-    return [cmap(i % 20)[:3] for i in range(max(n, 1))]
-
-
-def draw_predictions(ax, image: np.ndarray, predictions: Optional[dict], scale=(1.0, 1.0)) -> None:
-    """Predictions on the original image (boxes with class and score, a class map, or projected 3-D boxes).
+def draw_predictions(ax, painted: Optional[np.ndarray], painted_by: Optional[str] = None,
+                     note: Optional[str] = None) -> None:
+    """The predictions as the framework's visualizer painted them on the original image.
 
     Args:
         ax: matplotlib axes.
-        image: ``[H, W, 3]`` original image at display resolution.
-        predictions: see the module docstring (original-image pixels), or None.
-        scale: display pixels per original pixel ``(sx, sy)``.
+        painted: ``[H0, W0, 3]`` uint8 RGB original image with the predictions
+            drawn by ``DetLocalVisualizer`` / ``SegLocalVisualizer`` /
+            ``Det3DLocalVisualizer`` (:func:`lzu_mm.visualization.paint_predictions`),
+            or None (no checkpoint: an empty panel saying so).
+        painted_by: the visualizer's class name, for the title.
+        note: what was drawn, for the title (e.g. from
+            :func:`lzu_mm.visualization.predictions_note`).
     """
-    from matplotlib.patches import Patch, Rectangle
-
-    ext = _extent(image.shape, scale)
-    ax.imshow(image, extent=ext)
-    _label_px(ax)
-    if not predictions:
+    if painted is None:
+        ax.axis('off')
         ax.set_title('predictions: none (no checkpoint)', fontsize=9)
         return
-    names = predictions.get('class_names')
-    labels = np.asarray(predictions.get('labels', []), dtype=int)
-    n_cls = len(names) if names else int(labels.max() + 1) if labels.size else 1
-    sem = predictions.get('sem_seg')
-    if sem is not None:
-        sem = np.asarray(sem)
-        n_cls = max(n_cls, int(sem[sem != 255].max()) + 1 if (sem != 255).any() else 1)
-    colors = _palette(n_cls, predictions.get('palette'))
-    shown = []
-    if sem is not None:
-        rgba = np.zeros(sem.shape + (4, ))
-        for c in np.unique(sem):
-            if c == 255 or c < 0:
-                continue
-            rgba[sem == c] = (*colors[c], 0.5)
-            shown.append(int(c))
-        ax.imshow(rgba, extent=(-0.5, sem.shape[1] - 0.5, sem.shape[0] - 0.5, -0.5))
-    scores = np.asarray(predictions.get('scores', np.ones(len(labels))), dtype=float)
-    boxes = predictions.get('bboxes')
-    if boxes is not None:
-        for (x1, y1, x2, y2), c, s in zip(np.asarray(boxes, dtype=float), labels, scores):
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.2, edgecolor=colors[c % len(colors)]))
-            name = names[c] if names and c < len(names) else str(c)
-            ax.text(x1, y1, f'{name} {s:.2f}', fontsize=6, color='white', va='bottom',
-                    bbox=dict(facecolor=colors[c % len(colors)], alpha=0.7, pad=0.5, lw=0))
-    corners = predictions.get('corners_2d')
-    if corners is not None:
-        for pts, c in zip(np.asarray(corners, dtype=float), labels if labels.size else np.zeros(len(corners), int)):
-            for a, b in BOX3D_EDGES:
-                ax.plot(pts[[a, b], 0], pts[[a, b], 1], lw=1.0, color=colors[c % len(colors)])
-    ax.set_xlim(ext[0], ext[1])
-    ax.set_ylim(ext[2], ext[3])
-    if shown and names:
-        ax.legend(handles=[Patch(color=colors[c], label=names[c]) for c in shown[:12] if c < len(names)],
-                  fontsize=6, loc='lower right', ncol=2, framealpha=0.7)
-    n = len(boxes) if boxes is not None else len(corners) if corners is not None else 0
-    if sem is not None:
-        what = 'class map'
-    else:
-        thr, below = predictions.get('score_thr'), int(predictions.get('num_below_thr', 0) or 0)
-        what = f'{n} objects' if thr is None else f'{n} objects with score ≥ {thr:g}'
-        if below:
-            what += f'; {below} below the threshold'
+    ax.imshow(painted, extent=_extent(painted.shape))
+    _label_px(ax)
+    what = ', '.join(x for x in (painted_by or 'framework visualizer', note) if x)
     ax.set_title(f'predictions on the original image ({what})', fontsize=9)
 
 
 def plot_lzu_panels(panels: WarpPanels,
-                    predictions: Optional[dict] = None,
+                    predictions: Optional[np.ndarray] = None,
                     show_predictions: Optional[bool] = None,
                     title: Optional[str] = None,
-                    panel_width: float = 5.6):
+                    panel_width: float = 5.6,
+                    predictions_by: Optional[str] = None,
+                    predictions_note: Optional[str] = None):
     """Compose the panel figure.
 
     Panels: saliency over the image (the fixed one, or the model's learned
@@ -311,16 +259,19 @@ def plot_lzu_panels(panels: WarpPanels,
     magnification heatmap; ``unzoom(zoom(image))`` with uncovered regions
     marked; with a learned interpolation (``panels.coefficients``), its
     coefficient maps and their departure from bilinear; and, when
-    ``predictions`` are given (or ``show_predictions``), the predictions on
-    the original image.
+    ``predictions`` are given (or ``show_predictions``), the original image
+    with the predictions painted by the framework's visualizer.
 
     Args:
         panels: from :func:`lzu_mm.visualization.compute_warp_panels`.
-        predictions: prediction dict in original-image pixels (module docstring).
+        predictions: ``[H0, W0, 3]`` uint8 RGB original image painted by the
+            framework's visualizer (:func:`lzu_mm.visualization.paint_predictions`).
         show_predictions: force the predictions panel on/off (default: on iff
             ``predictions`` is not None).
         title: figure title.
         panel_width: inches per panel.
+        predictions_by: the visualizer's class name, for the panel's title.
+        predictions_note: what was drawn (e.g. the number of boxes), for the panel's title.
 
     Returns:
         A ``matplotlib.figure.Figure`` (Agg canvas attached).
@@ -336,7 +287,7 @@ def plot_lzu_panels(panels: WarpPanels,
         if panels.bilinear is not None:
             draws.append(lambda ax: draw_coefficient_deviation(ax, panels))
     if show_predictions if show_predictions is not None else predictions is not None:
-        draws.append(lambda ax: draw_predictions(ax, panels.image, predictions, panels.scale))
+        draws.append(lambda ax: draw_predictions(ax, predictions, predictions_by, predictions_note))
     ncols = 3
     nrows = int(np.ceil(len(draws) / ncols))
     h, w = panels.image.shape[:2]
@@ -364,10 +315,12 @@ def figure_to_array(fig) -> np.ndarray:
 
 def save_panels(panels: WarpPanels,
                 out_dir: str,
-                predictions: Optional[dict] = None,
+                predictions: Optional[np.ndarray] = None,
                 title: Optional[str] = None,
                 prefix: str = '',
-                show_predictions: Optional[bool] = None) -> dict:
+                show_predictions: Optional[bool] = None,
+                predictions_by: Optional[str] = None,
+                predictions_note: Optional[str] = None) -> dict:
     """Write the panel figure and the raw panels of one image into ``out_dir``.
 
     Files (``prefix`` prepended): ``panels.png`` (the figure), ``zoomed.png``,
@@ -375,7 +328,8 @@ def save_panels(panels: WarpPanels,
     (float32, × uniform) and ``summary.json`` (see
     :meth:`WarpPanels.summary`).
 
-    ``show_predictions`` is passed to :func:`plot_lzu_panels`.
+    ``predictions`` (the painted original image), ``show_predictions``,
+    ``predictions_by`` and ``predictions_note`` are passed to :func:`plot_lzu_panels`.
 
     Returns:
         ``{name: path}`` of the files written.
@@ -390,7 +344,8 @@ def save_panels(panels: WarpPanels,
     paths = {k: osp.join(out_dir, prefix + f) for k, f in
              (('figure', 'panels.png'), ('zoomed', 'zoomed.png'), ('unzoomed', 'unzoomed.png'),
               ('uncovered', 'uncovered.png'), ('magnification', 'magnification.npy'), ('summary', 'summary.json'))}
-    fig = plot_lzu_panels(panels, predictions, show_predictions, title=title)
+    fig = plot_lzu_panels(panels, predictions, show_predictions, title=title, predictions_by=predictions_by,
+                          predictions_note=predictions_note)
     fig.savefig(paths['figure'], dpi=100)
     cv2.imwrite(paths['zoomed'], np.ascontiguousarray(panels.zoomed[..., ::-1]))
     cv2.imwrite(paths['unzoomed'], np.ascontiguousarray(panels.unzoomed[..., ::-1]))

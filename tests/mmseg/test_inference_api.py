@@ -127,6 +127,9 @@ def test_mmseg_inferencer_matches_inference_model(trained, monkeypatch):
     result = out[0] if isinstance(out, list) else out
     check_prediction(result, TRAIN_CONFIG)
     assert torch.equal(result.pred_sem_seg.data, reference.pred_sem_seg.data)
+    # its visualisation paints the prediction on the centre crop of the frame (LZUSegLocalVisualizer, crop_box)
+    painted = inferencer(trained['image'], return_vis=True)['visualization']  # one image: its array
+    assert painted.shape == (CROP, CROP, 3)
 
 
 def test_tools_test_and_demo_without_the_saliency_file(trained, monkeypatch, tmp_path):

@@ -40,9 +40,11 @@ def test_center_square_crop_real_sample(sample_paths):
     np.testing.assert_array_equal(out['img'], img[:, 64:192])
     np.testing.assert_array_equal(out['gt_seg_map'], seg[:, 64:192])
     assert out['img_shape'] == (128, 128) and out['ori_shape'] == (128, 128)
+    assert out['crop_box'] == (64, 0, 192, 128)  # (x1, y1, x2, y2), half-open, for LZUSegLocalVisualizer
 
     small = TRANSFORMS.build(dict(type='CenterSquareCrop', crop_size=64))(_load(sample_paths))
     np.testing.assert_array_equal(small['img'], img[32:96, 96:160])
+    assert small['crop_box'] == (96, 32, 160, 96)
 
 
 def test_center_square_crop_label_only_after_resize(sample_paths):
@@ -55,6 +57,7 @@ def test_center_square_crop_label_only_after_resize(sample_paths):
     results = TRANSFORMS.build(dict(type='CenterSquareCrop', keys=('gt_seg_map', )))(results)
     np.testing.assert_array_equal(results['gt_seg_map'], full[:, 64:192])
     assert results['img'].shape[:2] == (64, 64) and results['ori_shape'] == (128, 128)
+    assert results['crop_box'] == (64, 0, 192, 128)  # the image's crop in the loaded frame, kept by the label crop
 
 
 def test_center_square_crop_bad_input(sample_paths):

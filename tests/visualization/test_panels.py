@@ -11,7 +11,7 @@ cv2 = pytest.importorskip('cv2', reason='opencv is not installed')
 
 from lzu_mm.ops import load_saliency, saliency_to_grid  # noqa: E402
 from lzu_mm.visualization import (compute_warp_panels, figure_to_array, plot_lzu_panels,  # noqa: E402
-                                  predictions_from_sample, project_corners, save_panels)
+                                  predictions_note, save_panels, summarize_predictions)
 from tests.visualization.utils import OFFICIAL_NUSCENES_LZ, nuscenes_front_image, read_rgb  # noqa: E402
 
 
@@ -42,19 +42,15 @@ def test_figure_has_every_panel_with_units(panels):
     assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 and arr.std() > 20
 
 
-def test_predictions_panel_boxes_and_class_map(panels):
-    boxes = dict(bboxes=np.array([[600., 400., 800., 520.]]), labels=np.array([2]), scores=np.array([0.9]),
-                 class_names=['person', 'bicycle', 'car'])
-    fig = plot_lzu_panels(panels, boxes)
+def test_predictions_panel_shows_the_painted_image(panels):
+    """The predictions panel is the framework visualizer's painted original image, in original-image pixels."""
+    painted = np.zeros((900, 1600, 3), np.uint8)
+    painted[400:520, 600:800] = (255, 0, 0)
+    fig = plot_lzu_panels(panels, painted, predictions_by='DetLocalVisualizer', predictions_note='1 objects')
     pred_ax = [ax for ax in fig.axes if ax.get_title().startswith('predictions')][0]
-    assert '1 objects' in pred_ax.get_title()
-    assert any(t.get_text() == 'car 0.90' for t in pred_ax.texts)
-    seg = np.zeros((900, 1600), np.int64)
-    seg[450:] = 1
-    fig = plot_lzu_panels(panels, dict(sem_seg=seg, class_names=['road', 'sky']))
-    pred_ax = [ax for ax in fig.axes if ax.get_title().startswith('predictions')][0]
-    assert 'class map' in pred_ax.get_title()
-    assert {t.get_text() for t in pred_ax.get_legend().get_texts()} == {'road', 'sky'}
+    assert pred_ax.get_title() == 'predictions on the original image (DetLocalVisualizer, 1 objects)'
+    np.testing.assert_array_equal(pred_ax.images[0].get_array(), painted)
+    assert pred_ax.images[0].get_extent() == [-0.5, 1599.5, 899.5, -0.5]  # original pixels on the axes
     fig = plot_lzu_panels(panels, None, show_predictions=True)
     assert any('no checkpoint' in ax.get_title() for ax in fig.axes)
 
@@ -72,23 +68,16 @@ def test_save_panels_writes_readable_files(panels, tmp_path):
         assert json.load(f)['zoomed_shape'] == [225, 400]
 
 
-def test_project_corners_pinhole():
-    k = np.array([[1000., 0, 800], [0, 1000., 450], [0, 0, 1]])
-    corners = np.zeros((2, 8, 3))
-    corners[0] = [[1, 0.5, 10]] * 8  # 10 m ahead, 1 m right, 0.5 m down
-    corners[1] = [[0, 0, -5]] * 8  # behind the camera: dropped
-    uv = project_corners(corners, k, scale_factor=(0.5, 0.5))
-    assert uv.shape == (1, 8, 2)
-    np.testing.assert_allclose(uv[0, 0], [(800 + 100) / 0.5, (450 + 50) / 0.5])
-
-
-def test_predictions_from_mmengine_samples():
+def test_summarize_mmengine_samples():
     from mmengine.structures import BaseDataElement, InstanceData, PixelData
 
     inst = InstanceData(bboxes=torch.tensor([[0., 0, 10, 10], [5, 5, 20, 20]]), scores=torch.tensor([0.9, 0.1]),
                         labels=torch.tensor([1, 0]))
-    preds = predictions_from_sample(BaseDataElement(pred_instances=inst), score_thr=0.3, class_names=['a', 'b'])
-    assert preds['bboxes'].shape == (1, 4) and preds['labels'].tolist() == [1]
-    seg = BaseDataElement(pred_sem_seg=PixelData(data=torch.ones(1, 4, 6, dtype=torch.long)))
-    assert predictions_from_sample(seg)['sem_seg'].shape == (4, 6)
-    assert predictions_from_sample(BaseDataElement()) is None
+    summary = summarize_predictions(BaseDataElement(pred_instances=inst), score_thr=0.3)
+    assert summary == dict(num_boxes=1, num_below_score_thr=1, score_thr=0.3)
+    assert predictions_note(summary) == '1 objects with score > 0.3; 1 below the threshold'
+    seg = torch.ones(1, 4, 6, dtype=torch.long)
+    seg[0, 0] = 3
+    summary = summarize_predictions(BaseDataElement(pred_sem_seg=PixelData(data=seg)))
+    assert summary == dict(sem_seg_shape=[4, 6], classes_present=[1, 3]) and predictions_note(summary) == 'class map'
+    assert summarize_predictions(BaseDataElement()) is None

@@ -28,19 +28,19 @@ def test_empty_predictions_panel_names_the_score_threshold():
     from matplotlib.figure import Figure
     from mmengine.structures import BaseDataElement, InstanceData
 
-    from lzu_mm.visualization import draw_predictions, predictions_from_sample
+    from lzu_mm.visualization import draw_predictions, predictions_note, summarize_predictions
 
     sample = BaseDataElement(pred_instances=InstanceData(
         bboxes=torch.tensor([[0., 0., 10., 10.], [5., 5., 20., 30.], [1., 2., 3., 4.]]),
         scores=torch.tensor([0.05, 0.2, 0.5]), labels=torch.tensor([0, 1, 0])))
-    preds = predictions_from_sample(sample, score_thr=0.6)
-    assert len(preds['bboxes']) == 0 and preds['num_below_thr'] == 3 and preds['score_thr'] == 0.6
+    summary = summarize_predictions(sample, score_thr=0.6)
+    assert summary == dict(num_boxes=0, num_below_score_thr=3, score_thr=0.6)
     ax = Figure().add_subplot(1, 1, 1)
-    draw_predictions(ax, np.zeros((40, 50, 3), np.uint8), preds)
-    assert '0 objects with score ≥ 0.6; 3 below the threshold' in ax.get_title()
+    draw_predictions(ax, np.zeros((40, 50, 3), np.uint8), 'DetLocalVisualizer', predictions_note(summary))
+    assert '0 objects with score > 0.6; 3 below the threshold' in ax.get_title()
 
-    preds = predictions_from_sample(sample, score_thr=0.1)
-    assert len(preds['bboxes']) == 2 and preds['num_below_thr'] == 1
+    summary = summarize_predictions(sample, score_thr=0.1)
+    assert summary['num_boxes'] == 2 and summary['num_below_score_thr'] == 1
     ax = Figure().add_subplot(1, 1, 1)
-    draw_predictions(ax, np.zeros((40, 50, 3), np.uint8), preds)
-    assert '2 objects with score ≥ 0.1; 1 below the threshold' in ax.get_title()
+    draw_predictions(ax, np.zeros((40, 50, 3), np.uint8), 'DetLocalVisualizer', predictions_note(summary))
+    assert '2 objects with score > 0.1; 1 below the threshold' in ax.get_title()

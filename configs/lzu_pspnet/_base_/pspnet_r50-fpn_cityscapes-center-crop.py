@@ -59,3 +59,7 @@ train_cfg = dict(val_interval=8000)
 default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=8000, save_best='mIoU', rule='greater', max_keep_ckpts=1))
 auto_scale_lr = dict(enable=False, base_batch_size=8)  # 4 GPUs x 2 images (mmseg's schedules define none)
+
+# Visualisation (SegVisualizationHook, tools/test.py --show / --show-dir, MMSegInferencer): mmseg's visualizer, cutting
+# the re-read full frame to the crop box that CenterSquareCrop records (meta key 'crop_box') before drawing.
+visualizer = dict(type='LZUSegLocalVisualizer')
