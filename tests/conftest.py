@@ -6,6 +6,7 @@ when it is absent; it is never copied into the repository.
 """
 import os
 import os.path as osp
+import sys
 
 import pytest
 
@@ -56,6 +57,20 @@ def _single_thread_torch():
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _forget_checkpoint_warps():
+    """No test sees the saliency maps an earlier test's checkpoint registered (process-wide in each worker).
+
+    :mod:`lzu_mm.common.checkpoint_warp` resolves a missing saliency file from
+    the LZU checkpoints loaded in the process; without this, whether a missing
+    file raises would depend on which tests ran before in the same worker.
+    """
+    yield
+    module = sys.modules.get('lzu_mm.common.checkpoint_warp')
+    if module is not None:
+        module.clear_checkpoint_warps()
 
 
 def bump_saliency(grid_shape=(31, 51), centre=(0.3, 0.7), sigma=0.08, floor=0.02):
