@@ -152,7 +152,11 @@ def test_panels_show_the_learned_saliency_and_downsizenet_coefficients(sample_pa
     pred = model.predict(inputs, samples)[0]
     record = pred.lzu_zoom
     assert record['saliency'].shape == (32, 32) and record['grid'].shape == (32, 32, 2)
-    runner = SimpleNamespace(model=model, cfg=cfg, visualizer=SimpleNamespace(dataset_meta=None))
+    from mmseg.datasets import CityscapesDataset
+
+    from lzu_mm.visualization.framework import build_framework_visualizer
+    visualizer = build_framework_visualizer(cfg, CityscapesDataset.METAINFO)  # the config's LZUSegLocalVisualizer
+    runner = SimpleNamespace(model=model, cfg=cfg, visualizer=visualizer)
     hook = LZUVisualizationHook(interval=1)
     fig = hook.figure_for(runner, pred)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
