@@ -351,7 +351,11 @@ def geometry_report(build_model, samples: list, strides: Sequence[float]) -> Dic
         if frame:
             grids = [m['lzu_zoom']['grid'] if 'grid' in m.get('lzu_zoom', {}) else model.lzu_warp.grid()[0]
                      for m in metas]
-        report['frame' if frame else 'content'] = position_errors(feats, strides, metas, grids, border=0 if frame else 1)
+        report['frame' if frame else 'content'] = position_errors(feats,
+                                                                  strides,
+                                                                  metas,
+                                                                  grids,
+                                                                  border=0 if frame else 1)
     return report
 
 

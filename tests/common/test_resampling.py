@@ -213,9 +213,12 @@ def test_config_checks_for_the_source():
     """check_lzu_config: a photometric transform after ResizeWithSource would miss the source the model resamples;
     a model that resamples the source needs ResizeWithSource in every pipeline."""
     from lzu_mm.common import check_lzu_config
-    source = [dict(type='LoadImageFromFile'), dict(type='ResizeWithSource', scale=(64, 64)),
-              dict(type='RandomFlip', prob=0.5), dict(type='PackSegInputs', meta_keys=('lzu_zoom', 'flip',
-                                                                                        'flip_direction'))]
+    source = [
+        dict(type='LoadImageFromFile'),
+        dict(type='ResizeWithSource', scale=(64, 64)),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackSegInputs', meta_keys=('lzu_zoom', 'flip', 'flip_direction'))
+    ]
     late = source[:2] + [dict(type='PhotoMetricDistortion')] + source[2:]
     early = source[:1] + [dict(type='PhotoMetricDistortion')] + source[1:]
     model = dict(lzu=dict(positions='uniform', interpolation=dict(type='DownsizeNet')))

@@ -3,7 +3,8 @@
 Every valid cell of every FPN level (P3-P7) of the unzoomed features holds the
 un-warped position of the anchor centre that RetinaNet's prior generator
 gives it (bounds in :data:`tests.position_harness.TOLERANCES`: 0.001 cell at
-every cell in frame mode, measured < 1e-4) for a strongly non-uniform warp, padded batches whose size is not divisible by 128,
+every cell in frame mode, measured < 1e-4) for a strongly non-uniform warp,
+padded batches whose size is not divisible by 128,
 flipped and unflipped samples (per-sample grids) with and without
 ``homography_matrix`` in the metainfo, and the model-side zoom. The same
 harness fails on the stride conventions ``pad / feat`` (the landed code) and
@@ -93,8 +94,10 @@ def test_flip_flags_without_homography(saliency):
 def test_model_side_zoom(saliency):
     """The model zooms a uniformly resized batch itself (lzu=dict(...)): same geometry."""
     cfg = _config('0.25x')
-    cfg.test_pipeline = [t if t['type'] != 'FixedSaliencyZoom' else dict(type='Resize', scale=cfg.img_scale,
-                                                                          keep_ratio=True) for t in cfg.test_pipeline]
+    cfg.test_pipeline = [
+        t if t['type'] != 'FixedSaliencyZoom' else dict(type='Resize', scale=cfg.img_scale, keep_ratio=True)
+        for t in cfg.test_pipeline
+    ]
     build = _builder(cfg, saliency=saliency, grid_shape=(31, 51), attraction_fwhm=4.)
     samples = _samples(cfg, saliency, (None, 'horizontal'))
     assert 'lzu_zoom' not in samples[0]['data_samples']
@@ -106,8 +109,10 @@ def test_model_zooms_the_full_resolution_source(saliency, flips):
     """ResizeWithSource: labels in the resized frame, the model zooms the full-resolution source itself (with a
     flip after the resize applied to the source): same geometry; the source image leaves the metainfo."""
     cfg = _config('0.25x')
-    cfg.test_pipeline = [t if t['type'] != 'FixedSaliencyZoom' else dict(type='ResizeWithSource', scale=cfg.img_scale,
-                                                                          keep_ratio=True) for t in cfg.test_pipeline]
+    cfg.test_pipeline = [
+        t if t['type'] != 'FixedSaliencyZoom' else dict(type='ResizeWithSource', scale=cfg.img_scale, keep_ratio=True)
+        for t in cfg.test_pipeline
+    ]
     build = _builder(cfg, saliency=saliency, grid_shape=(31, 51), attraction_fwhm=4.)
     samples = _samples(cfg, saliency, flips)
     record = samples[0]['data_samples'].lzu_zoom
@@ -139,10 +144,15 @@ def test_harness_catches_wrong_strides(saliency, monkeypatch, mutation):
 def test_flip_before_the_zoom_needs_no_mirroring(saliency):
     """RandomFlip placed before FixedSaliencyZoom: the grid applies as recorded (the landed code mirrored it)."""
     cfg = _config('0.25x')
-    run = build_pipeline(TRANSFORMS, cfg.test_pipeline, saliency, dict(type='RandomFlip', prob=1.), META,
+    run = build_pipeline(TRANSFORMS,
+                         cfg.test_pipeline,
+                         saliency,
+                         dict(type='RandomFlip', prob=1.),
+                         META,
                          flip_before_zoom=True)
-    samples = [coordinate_samples(run, shape, cfg.img_scale, [flip])[0] for shape, flip in zip(SHAPES,
-                                                                                              ('horizontal', None))]
+    samples = [
+        coordinate_samples(run, shape, cfg.img_scale, [flip])[0] for shape, flip in zip(SHAPES, ('horizontal', None))
+    ]
     assert samples[0]['data_samples'].flip and samples[0]['data_samples'].lzu_zoom['flip']
     build = _builder(cfg)
     assert_geometry(geometry_report(build, samples, _strides(build)))

@@ -73,8 +73,9 @@ def test_downsizenet_starts_as_bilinear_in_the_detector(argoverse_hd, activation
     assert isinstance(model.lzu_interpolation, DownsizeNet)
     same_as_pipeline_resize(argoverse_hd, model)
     bump = bump_saliency(GRID)
-    lz_net = build(model_cfg(type='LZURetinaNet', lzu=dict(saliency=bump, grid_shape=GRID, attraction_fwhm=4.,
-                                                            interpolation=dict(type='DownsizeNet'))))
+    lz_net = build(
+        model_cfg(type='LZURetinaNet',
+                  lzu=dict(saliency=bump, grid_shape=GRID, attraction_fwhm=4., interpolation=dict(type='DownsizeNet'))))
     lz = build(model_cfg(type='LZURetinaNet', lzu=dict(saliency=bump, grid_shape=GRID, attraction_fwhm=4.)))
     lz.load_state_dict({k: v for k, v in lz_net.state_dict().items() if not k.startswith('lzu_')})
     data = real_batch(argoverse_hd, lz, 'ResizeWithSource', to_float32=False)  # uint8 sources, as in training
@@ -128,8 +129,10 @@ def test_learned_and_downsizenet_geometry():
     """The position-encoding harness on the learned path: a (perturbed) saliency net's per-sample grids and a
     (perturbed) DownsizeNet, padded batch, flip after the resize; every cell of P3-P7 where the head expects it."""
     cfg = _config('0.25x')
-    cfg.test_pipeline = [t if t['type'] != 'FixedSaliencyZoom' else dict(type='ResizeWithSource', scale=cfg.img_scale,
-                                                                          keep_ratio=True) for t in cfg.test_pipeline]
+    cfg.test_pipeline = [
+        t if t['type'] != 'FixedSaliencyZoom' else dict(type='ResizeWithSource', scale=cfg.img_scale, keep_ratio=True)
+        for t in cfg.test_pipeline
+    ]
     inner = _builder(cfg, **dict(LEARNED, interpolation=dict(type='DownsizeNet')))
 
     def build_model(frame):
@@ -142,8 +145,9 @@ def test_learned_and_downsizenet_geometry():
         return model
 
     run = build_pipeline(TRANSFORMS, cfg.test_pipeline, None, dict(type='RandomFlip', prob=1.))
-    samples = [coordinate_samples(run, shape, cfg.img_scale, [flip])[0] for shape, flip in zip(SHAPES,
-                                                                                              (None, 'horizontal'))]
+    samples = [
+        coordinate_samples(run, shape, cfg.img_scale, [flip])[0] for shape, flip in zip(SHAPES, (None, 'horizontal'))
+    ]
     report = geometry_report(build_model, samples, _strides(inner))
     assert_geometry(report)  # measured: content <= 0.080 cell, frame <= 7.4e-6 cell
     # the learned warp is non-uniform (up to 1 P3 cell off the identity) and differs per image: not vacuous. (A

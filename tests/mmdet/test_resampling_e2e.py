@@ -36,9 +36,10 @@ SMALL_DET = ['model.backbone.depth=18', 'model.neck.in_channels=[64,128,256,512]
 def probe_config(path, base, imports, out_file, extra=''):
     """A config inheriting ``base`` with the test's parameter probe added (as a user adds a hook)."""
     with open(path, 'w') as f:
-        f.write(f'_base_ = [{base!r}]\n'
-                f"custom_imports = dict(imports={list(imports) + ['tests.param_probe']!r}, allow_failed_imports=False)\n"
-                f"custom_hooks = [dict(type='LearnedParamProbe', out_file={out_file!r})]\n{extra}")
+        f.write(
+            f'_base_ = [{base!r}]\n'
+            f"custom_imports = dict(imports={list(imports) + ['tests.param_probe']!r}, allow_failed_imports=False)\n"
+            f"custom_hooks = [dict(type='LearnedParamProbe', out_file={out_file!r})]\n{extra}")
     return str(path)
 
 

@@ -97,8 +97,8 @@ def test_train_save_test_coco_metrics(argoverse_hd, tmp_path, config, request):
 
 def test_distributed_train_gloo_two_processes(argoverse_hd, tmp_path, kde_saliency):
     """tools/dist_train.sh: PyTorch DDP, gloo backend, 2 CPU processes, LZU config."""
-    opts = cfg_options(argoverse_hd, kde_saliency, batch_size=1) + ['env_cfg.dist_cfg.backend=gloo',
-                                                              'train_dataloader.dataset.indices=4']
+    opts = cfg_options(argoverse_hd, kde_saliency,
+                       batch_size=1) + ['env_cfg.dist_cfg.backend=gloo', 'train_dataloader.dataset.indices=4']
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]

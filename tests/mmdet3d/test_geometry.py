@@ -43,9 +43,8 @@ def _builder(cfg):
 
 
 def _samples(cfg, saliency, flips, meta_keys_extra=('homography_matrix', )):
-    run = build_pipeline(TRANSFORMS, cfg.test_pipeline, saliency, dict(type='RandomFlip3D',
-                                                                        flip_ratio_bev_horizontal=1.0),
-                         meta_keys_extra)
+    run = build_pipeline(TRANSFORMS, cfg.test_pipeline, saliency,
+                         dict(type='RandomFlip3D', flip_ratio_bev_horizontal=1.0), meta_keys_extra)
     shapes = ((900, 1600), (800, 1600))  # two sizes: a padded batch
     extra = dict(cam2img=CAM2IMG, gt_bboxes_3d=CameraInstance3DBoxes(torch.zeros(0, 9), box_dim=9))
     return [coordinate_samples(run, shape, cfg.img_scale, [flip], copy.deepcopy(extra))[0]
@@ -94,9 +93,11 @@ def test_model_zooms_the_full_resolution_source(tmp_path):
     """ResizeWithSource3D + a model-side warp: the detector zooms the 1600x900 source itself, flips included."""
     cfg = _config('0.25x')
     saliency = _saliency_file(tmp_path, strong_saliency((27, 48)))
-    cfg.test_pipeline = [t if t['type'] != 'FixedSaliencyZoom3D' else dict(type='ResizeWithSource3D',
-                                                                            scale=cfg.img_scale, keep_ratio=True)
-                         for t in cfg.test_pipeline]
+    cfg.test_pipeline = [
+        t
+        if t['type'] != 'FixedSaliencyZoom3D' else dict(type='ResizeWithSource3D', scale=cfg.img_scale, keep_ratio=True)
+        for t in cfg.test_pipeline
+    ]
     cfg.model.lzu = dict(saliency=saliency, grid_shape=(27, 48), attraction_fwhm=10.)
     build = _builder(cfg)
     samples = _samples(cfg, saliency, ('horizontal', None))

@@ -121,7 +121,6 @@ def test_boxes_decoded_in_the_lzu_network_frame_score_ap_1(nuscenes_root, offici
 
 def _keep_evaluated(pred, reference):
     """``pred`` restricted to the objects of ``reference`` (those nuScenes evaluates), matched by their size."""
-    import torch
     boxes, ref = pred['pred_instances_3d']['bboxes_3d'], reference['pred_instances_3d']['bboxes_3d']
     keep = (boxes.tensor[:, None, 3:6] == ref.tensor[None, :, 3:6]).all(-1).any(1)
     inst = pred['pred_instances_3d']

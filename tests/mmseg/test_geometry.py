@@ -76,8 +76,10 @@ def test_model_zooms_the_full_resolution_source(tmp_path):
     path = tmp_path / 'saliency.pkl'
     with open(path, 'wb') as f:
         pickle.dump(strong_saliency((32, 32)), f)
-    cfg.test_pipeline = [t if t['type'] != 'FixedSaliencyZoom' else dict(type='ResizeWithSource', scale=(64, 64),
-                                                                          keep_ratio=False) for t in cfg.test_pipeline]
+    cfg.test_pipeline = [
+        t if t['type'] != 'FixedSaliencyZoom' else dict(type='ResizeWithSource', scale=(64, 64), keep_ratio=False)
+        for t in cfg.test_pipeline
+    ]
     cfg.model.lzu = dict(saliency=str(path), grid_shape=(32, 32), attraction_fwhm=10.)
     run = build_pipeline(TRANSFORMS, cfg.test_pipeline, str(path), dict(type='RandomFlip', prob=1.))
     samples = [coordinate_samples(run, (256, 256), (64, 64), [flip])[0] for flip in ('horizontal', None)]

@@ -24,7 +24,9 @@ def peaked_saliency(b, h, w, seed, dtype=torch.float32):
 
 def test_uniform_inverse_is_identity():
     for separable in (True, False):
-        inv = invert_grid(saliency_to_grid(uniform_saliency((27, 48))), (90, 160), separable=separable, align_corners=True)
+        inv = invert_grid(saliency_to_grid(uniform_saliency((27, 48))), (90, 160),
+                          separable=separable,
+                          align_corners=True)
         assert (inv - lattice(90, 160, torch.float32)).abs().max() < 1e-5
 
 
@@ -32,8 +34,7 @@ def inverse_of_forward_error_px(grid, separable, n=2000, seed=0):
     """Max |T~^-1(T~(p)) - p| over random warped positions p, in pixels of a 600x960 map."""
     b, h, w, _ = grid.shape
     gen = torch.Generator().manual_seed(seed)
-    pos = torch.rand(b, n, 2, generator=gen, dtype=torch.float64) * torch.tensor([w - 1., h - 1.],
-                                                                                  dtype=torch.float64)
+    pos = torch.rand(b, n, 2, generator=gen, dtype=torch.float64) * torch.tensor([w - 1., h - 1.], dtype=torch.float64)
     points = forward_map(grid, pos)  # normalised points of the original image
     back = invert_points(grid, points, separable=separable)
     back_pos = (back + 1) / 2 * torch.tensor([w - 1., h - 1.], dtype=torch.float64)
@@ -154,14 +155,18 @@ def test_float_noise_and_dense_grids_match_brute_force():
     border = torch.ones(40, 64, dtype=torch.bool)
     border[1:-1, 1:-1] = False
     points = lattice(40, 64)[:, border]
-    covered = assert_matches_brute_force(grid, points, invert_grid(grid, (40, 64), separable=False, align_corners=True)[:, border],
-                                         invert_grid(grid, (40, 64), separable=False, clamp=True, align_corners=True)[:, border])
+    covered = assert_matches_brute_force(
+        grid, points,
+        invert_grid(grid, (40, 64), separable=False, align_corners=True)[:, border],
+        invert_grid(grid, (40, 64), separable=False, clamp=True, align_corners=True)[:, border])
     assert 0.1 < 1 - covered.double().mean() < 0.9  # border points fall either side
     dense = upsample_grid(saliency_to_grid(peaked_saliency(1, 7, 9, 8, torch.float64), separable=False), (24, 40),
-                         align_corners=True)  # the corner-aligned dense grid: it spans [-1, 1] edge to edge
+                          align_corners=True)  # the corner-aligned dense grid: it spans [-1, 1] edge to edge
     points = lattice(24, 40).reshape(1, -1, 2)
-    covered = assert_matches_brute_force(dense, points, invert_grid(dense, (24, 40), separable=False, align_corners=True).view(1, -1, 2),
-                                         invert_grid(dense, (24, 40), separable=False, clamp=True, align_corners=True).view(1, -1, 2))
+    covered = assert_matches_brute_force(
+        dense, points,
+        invert_grid(dense, (24, 40), separable=False, align_corners=True).view(1, -1, 2),
+        invert_grid(dense, (24, 40), separable=False, clamp=True, align_corners=True).view(1, -1, 2))
     assert covered.all()
 
 

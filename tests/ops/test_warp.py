@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lzu_mm.ops import LZWarp, invert_points, level_strides, sample_bilinear, saliency_to_grid, sampling_grid, \
+from lzu_mm.ops import LZWarp, sample_bilinear, saliency_to_grid, sampling_grid, \
     uniform_saliency, unzoom, unzoom_positions, zoom
 
 STRIDES = (8, 16, 32, 64, 128)

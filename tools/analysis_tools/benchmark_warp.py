@@ -170,7 +170,8 @@ def inversion_cases(device, out_shape):
         f'separable {h}x{w}': (saliency_to_grid(saliency), True),
         f'non-separable {h}x{w}': (grid2d, False),
         f'non-separable {h}x{w} + noise {PERTURBATION:g}': (grid2d + noise.to(device), False),
-        f'non-separable dense {out_shape[0]}x{out_shape[1]}': (upsample_grid(grid2d, out_shape, align_corners=True).contiguous(), False),
+        f'non-separable dense {out_shape[0]}x{out_shape[1]}': (upsample_grid(grid2d, out_shape,
+                                                                             align_corners=True).contiguous(), False),
     }
     for fwhm in (4., 13.):
         no_anti_crop = saliency_to_grid(saliency, separable=False, attraction_fwhm=fwhm, anti_crop=False)
@@ -204,8 +205,8 @@ def bench_inversion(device, args, authors):
             row = dict(section='inversion', device=device, threads=torch.get_num_threads(), case=name,
                        out_shape=out_shape, grid_shape=tuple(grid.shape[1:3]))
             row['uncovered'], row['round_trip_px'] = round_trip(grid, ours)
-            row['ours_ms'] = measure(lambda: invert_grid(grid, out_shape, separable=separable, align_corners=True), args.min_run_time,
-                                     args.min_repeats)
+            row['ours_ms'] = measure(lambda: invert_grid(grid, out_shape, separable=separable, align_corners=True),
+                                     args.min_run_time, args.min_repeats)
             text = f'{name:<42}{row["ours_ms"][0]:>10.2f} [{row["ours_ms"][1]:6.2f}]'
             if authors is not None:
                 input_shape = (grid.shape[0], 1, *out_shape)

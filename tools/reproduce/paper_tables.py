@@ -118,6 +118,8 @@ def retinanet(scale: str, lzu: bool) -> str:
 COCO = [Column('AP', 'coco/bbox_mAP', 100), Column('AP50', 'coco/bbox_mAP_50', 100),
         Column('AP75', 'coco/bbox_mAP_75', 100), Column('APS', 'coco/bbox_mAP_s', 100),
         Column('APM', 'coco/bbox_mAP_m', 100), Column('APL', 'coco/bbox_mAP_l', 100)]
+
+
 def retinanet_adaptive(scale: str, variant: str = '') -> str:
     return f'configs/lzu_retinanet/retinanet_r50_fpn_lzu-adaptive{variant}_3e_argoverse-hd-{scale}.py'
 
