@@ -285,12 +285,20 @@ def _warn_if_file_differs(path: str, saliency: torch.Tensor, source: str) -> Non
 
 
 def resolve_missing_saliency(path) -> Optional[torch.Tensor]:
-    """The registered map for ``path`` (exact normalised path, else a unique file-name match), or ``None``."""
+    """The registered map for ``path`` (exact normalised path, else a unique file-name match), or ``None``.
+
+    A file-name match (a config that names the file under another directory
+    than training did) is used with a ``UserWarning`` naming both paths.
+    """
     entry = _registry.get(_key(path))
     if entry is None:
-        same_name = [e for k, e in _registry.items() if osp.basename(k) == osp.basename(_key(path))]
-        entry = same_name[0] if len(same_name) == 1 else None
-    return None if entry is None else entry['saliency']
+        same_name = [(k, e) for k, e in _registry.items() if osp.basename(k) == osp.basename(_key(path))]
+        if len(same_name) != 1:
+            return None
+        recorded, entry = same_name[0]
+        warnings.warn(f'saliency file {os.fspath(path)!r} does not exist; using the saliency that LZU checkpoint '
+                      f'{entry["source"]} stores for {recorded!r} (the same file name)')
+    return entry['saliency']
 
 
 def check_config_warp(saliency, grid_shape, where: str, **params) -> None:

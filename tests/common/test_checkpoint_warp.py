@@ -151,7 +151,8 @@ def test_a_relocated_config_path_resolves_by_unique_file_name(tmp_path):
     ckpt_path, _ = saved_checkpoint(tmp_path, path)
     os.remove(path)
     register_checkpoint_warps(ckpt_path)
-    assert torch.equal(load_saliency('data/elsewhere/kde.pkl', GRID), bump())
+    with pytest.warns(UserWarning, match='the same file name'):
+        assert torch.equal(load_saliency('data/elsewhere/kde.pkl', GRID), bump())
     with pytest.raises(FileNotFoundError):
         load_saliency('data/elsewhere/other.pkl', GRID)
 
